@@ -1,0 +1,46 @@
+# Every target installs what it needs on first use (idempotent): a fresh machine needs only
+# Python 3.11 and pip. `make help` lists the targets.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
+PYTEST_ARGS ?=
+GATEWAY_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast lint fmt gateway bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+$(STAMP): requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP) ## Create .venv and install the pinned requirements
+
+test: $(STAMP) ## Run the whole test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## Run the quick subset (no slow end-to-end runs)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff check and ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(STAMP) ## Format and fix what ruff can
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+gateway: $(STAMP) ## Run the reference gateway on port 3000 (GATEWAY_ARGS="--error-rate 0.1")
+	$(BIN)/python -m gateway --port 3000 $(GATEWAY_ARGS)
+
+bench: $(STAMP) ## Benchmarks (see docs/benchmarks.md)
+	$(BIN)/python -m bench.gateway
+
+clean: ## Remove .venv, caches and reports
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis reports

@@ -1,0 +1,118 @@
+"""Start and stop the reference gateway as a child process (for the suite and the tests).
+
+    with GatewayProcess(["--error-rate", "0.1"]) as gw:
+        httpx.get(gw.url + "/health")
+
+The gateway binds a free loopback port itself (`--port 0`) and reports it, so there is no race
+between choosing a port and listening on it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import deque
+from pathlib import Path
+
+READY = re.compile(r"gateway listening on (http://\S+)")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class GatewayStartError(RuntimeError):
+    pass
+
+
+class GatewayProcess:
+    """A running `python -m gateway`, on a free loopback port unless told otherwise."""
+
+    def __init__(
+        self,
+        args: list[str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        env: dict[str, str] | None = None,
+        start_timeout_s: float = 20.0,
+    ) -> None:
+        self.args = list(args or [])
+        if "--port" not in self.args:
+            self.args += ["--port", "0"]
+        if "--host" not in self.args:
+            self.args += ["--host", host]
+        self.env = env
+        self.start_timeout_s = start_timeout_s
+        self.url = ""
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: deque[str] = deque(maxlen=200)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> GatewayProcess:
+        env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", *self.args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        found = threading.Event()
+        threading.Thread(target=self._read_output, args=(found,), daemon=True).start()
+        if not found.wait(self.start_timeout_s):
+            self.stop()
+            raise GatewayStartError(
+                "the gateway did not start: " + (" | ".join(self.output) or "no output")
+            )
+        self._wait_healthy()
+        return self
+
+    def _read_output(self, found: threading.Event) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line.rstrip())
+            match = READY.search(line)
+            if match and not found.is_set():
+                self.url = match.group(1)
+                found.set()
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise GatewayStartError(f"the gateway at {self.url} never answered /health")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        """Stop gracefully (SIGTERM), then by force; return the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def __enter__(self) -> GatewayProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,38 @@
+"""Shared fixtures: a real reference gateway process on a free loopback port."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from gateway.process import GatewayProcess
+
+
+@pytest.fixture
+def start_gateway() -> Iterator[Callable[..., GatewayProcess]]:
+    """Start gateways with the given flags; all are stopped at the end of the test."""
+    started: list[GatewayProcess] = []
+
+    def start(*args: str, **kwargs) -> GatewayProcess:
+        process = GatewayProcess(list(args), **kwargs).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[GatewayProcess]:
+    """One default gateway shared by a test module (short pairing delay to keep tests quick)."""
+    with GatewayProcess(["--pairing-delay-s", "0.2"]) as process:
+        yield process
+
+
+@pytest.fixture
+def client(gateway: GatewayProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.url, timeout=10) as http:
+        yield http
