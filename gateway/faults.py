@@ -41,6 +41,15 @@ class FaultMiddleware:
         self.injected_errors = metrics.faults_injected.labels(kind="error")
         self.injected_latency = metrics.faults_injected.labels(kind="latency")
 
+    @staticmethod
+    def wanted(config: GatewayConfig) -> bool:
+        return bool(
+            config.latency_ms
+            or config.latency_jitter_ms
+            or config.error_rate
+            or config.crash_after_requests
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
