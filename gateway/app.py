@@ -191,7 +191,9 @@ def create_app(config: GatewayConfig | None = None, rng: random.Random | None = 
                 websocket.path_params["id"], websocket.headers.get("x-api-key")
             )
         except ApiError as refusal:
-            # 4000 + HTTP status: the usual convention for application close codes.
+            # 4000 + HTTP status: the usual convention for application close codes. Accept
+            # first: a close before the handshake is an HTTP 403 and the code never arrives.
+            await websocket.accept()
             await websocket.close(code=4000 + refusal.status_code, reason=refusal.code)
             return
         await websocket.accept()

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 ENV_PREFIX = "GATEWAY_"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
 
 
 def _meta(help: str, group: str) -> dict[str, Any]:
@@ -153,8 +155,12 @@ class GatewayConfig:
                 yield f"--{_flag(name)} must be at least 1"
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                yield f"--{_flag(f.name)} must be a finite number"
             if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
                 yield f"--{_flag(f.name)} must not be negative"
+        if self.log_level.lower() not in LOG_LEVELS:
+            yield f"--log-level must be one of {', '.join(LOG_LEVELS)}"
         if not 0 <= self.port <= 65535:
             yield "--port must be between 0 and 65535"
         if self.stall_ms > 0 and self.stall_every_s <= 0:

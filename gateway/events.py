@@ -111,7 +111,7 @@ class EventHub:
                     response = await self._client.post(
                         url, content=body, headers={"Content-Type": "application/json"}
                     )
-                except httpx.HTTPError:
+                except Exception:  # a worker must survive any one bad delivery
                     pass
                 else:
                     if response.status_code < 500:

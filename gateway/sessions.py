@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import itertools
+import mmap
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ class Session:
     created_at: float
     created_at_ms: int
     ready_at: float
-    ballast: bytes
+    ballast: bytes | mmap.mmap
     tokens: float
     tokens_at: float
     used: bool = False
@@ -99,8 +100,7 @@ class SessionStore:
             created_at=now,
             created_at_ms=now_ms,
             ready_at=now + self.pairing_delay_s,
-            # Non-zero bytes: the pages are written, so they count in RSS at once.
-            ballast=b"\xa5" * self.memory_bytes,
+            ballast=_ballast(self.memory_bytes),
             tokens=self.rate_limit,
             tokens_at=now,
         )
@@ -168,3 +168,18 @@ class SessionStore:
             if not session.closed and not session.used:
                 return max(0.0, expires_at - now)
         return 5.0
+
+
+def _ballast(size: int) -> bytes | mmap.mmap:
+    """`size` bytes of resident memory that go back to the OS as soon as they are dropped.
+
+    A mapping of its own, not a bytes object: glibc raises its mmap threshold after the first
+    large block is freed, so later ballasts would come from the heap, be reused on free instead
+    of returned, and RSS would stop following the live sessions after the first churn.
+    """
+    if size <= 0:
+        return b""
+    ballast = mmap.mmap(-1, size)
+    with memoryview(ballast) as view:  # one written byte per page makes every page resident
+        view[:: mmap.PAGESIZE] = b"\xa5" * len(range(0, size, mmap.PAGESIZE))
+    return ballast

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
+import re
 import time
 from collections import OrderedDict
 from urllib.parse import urlsplit
@@ -95,10 +96,18 @@ class Gateway:
     def check_webhook_url(self, url: str | None) -> None:
         if url is None:
             return
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ApiError(400, "invalid_webhook_url", "webhookUrl must be an http(s) URL.")
-        if not self.config.allow_remote_webhooks and not _is_loopback(parts.hostname):
+        not_a_url = ApiError(400, "invalid_webhook_url", "webhookUrl must be an http(s) URL.")
+        try:
+            # Both raise ValueError on a malformed URL: "http://[::1" or "http://[abc]/" (bad
+            # brackets), a port that is not a number from 0 to 65535.
+            parts = urlsplit(url)
+            hostname, _port = parts.hostname, parts.port
+        except ValueError:
+            raise not_a_url from None
+        # Control characters pass `urlsplit` but make httpx refuse the URL when acks are posted.
+        if parts.scheme not in ("http", "https") or not hostname or _CONTROL.search(url):
+            raise not_a_url
+        if not self.config.allow_remote_webhooks and not _is_loopback(hostname):
             raise ApiError(
                 400,
                 "webhook_url_not_allowed",
@@ -114,6 +123,9 @@ class Gateway:
         if len(self.seen_inbound) > self.config.dedup_capacity:
             self.seen_inbound.popitem(last=False)
         return True
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _is_loopback(host: str) -> bool:
