@@ -39,7 +39,9 @@ fmt: $(STAMP) ## Format and fix what ruff can
 gateway: $(STAMP) ## Run the reference gateway on port 3000 (GATEWAY_ARGS="--error-rate 0.1")
 	$(BIN)/python -m gateway --port 3000 $(GATEWAY_ARGS)
 
-bench: $(STAMP) ## Benchmarks (see docs/benchmarks.md)
+bench: $(STAMP) ## Benchmarks, written to docs/benchmarks.md (installs wrk if it can)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) \
+		|| echo "bench: could not install wrk; its figures will be skipped"
 	$(BIN)/python -m bench.gateway
 
 clean: ## Remove .venv, caches and reports

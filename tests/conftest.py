@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+
+# Locust monkey-patches the standard library with gevent when it is first imported, and pytest
+# plugins (schemathesis) have imported ssl by then: patching it late recurses without end. Tests
+# that import Locust in-process need no patching, so skip it for this process only; Locust runs
+# started as subprocesses patch themselves, as the variable is gone again before they start.
+if "LOCUST_SKIP_MONKEY_PATCH" not in os.environ:
+    os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
+    try:
+        import locust  # noqa: F401
+    finally:
+        del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
 
 import httpx
 import pytest

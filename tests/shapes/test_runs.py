@@ -1,0 +1,171 @@
+"""Real Locust runs against real servers on loopback: rates, latency, drops, stages, bursts.
+
+Each run is bounded (a scenario of a few seconds to 20 s, and a process timeout).
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from shapes.stages import VUStage, VUStages
+
+WEBHOOK = "POST /api/webhook"
+
+
+def webhooks_processed(url: str) -> float:
+    text = httpx.get(url + "/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "gateway_webhook_events":
+            return sum(s.value for s in family.samples if s.labels.get("result") == "processed")
+    raise AssertionError("no gateway_webhook_events metric")
+
+
+def arrivals(phases: str, *, extra: str = "", user: str = "WebhookPoster") -> str:
+    return f"""
+        name: test
+        load:
+          model: arrivals
+          {extra}
+          phases:
+        {phases}
+        users:
+          {user}: {{}}
+    """
+
+
+@pytest.mark.slow
+def test_constant_rate_holds_at_the_server(start_gateway, locust_runner):
+    gateway = start_gateway()
+    run = locust_runner.run(arrivals("    - {duration: 20s, arrival_rate: 200}"), gateway.url)
+    assert run.returncode == 0, run.stderr[-2000:]
+    counted = webhooks_processed(gateway.url)
+    assert abs(counted - 4000) <= 0.02 * 4000, counted
+    assert run.results["arrivals"]["dropped"] == 0
+    assert run.results["arrivals"]["due"] == 4000
+    assert run.histogram(WEBHOOK)["count"] == counted
+
+
+@pytest.mark.slow
+def test_linear_ramp_delivers_the_expected_total(start_gateway, locust_runner):
+    gateway = start_gateway()
+    phases = "    - {duration: 20s, arrival_rate: 10, ramp_to: 100}"
+    run = locust_runner.run(arrivals(phases), gateway.url)
+    assert run.returncode == 0, run.stderr[-2000:]
+    counted = webhooks_processed(gateway.url)
+    assert abs(counted - 1100) <= 0.02 * 1100, counted
+
+
+@pytest.mark.slow
+def test_rate_holds_with_a_master_and_two_workers(start_gateway, locust_runner):
+    gateway = start_gateway()
+    run = locust_runner.run_distributed(
+        arrivals("    - {duration: 20s, arrival_rate: 200}"), gateway.url, workers=2
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    counted = webhooks_processed(gateway.url)
+    assert abs(counted - 4000) <= 0.02 * 4000, counted
+    # The master's histograms are the exact sum of both workers'.
+    assert run.histogram(WEBHOOK)["count"] == counted
+    assert run.results["arrivals"]["due"] == 4000
+
+
+@pytest.mark.slow
+def test_open_model_sees_the_stalls(start_gateway, locust_runner):
+    # 1 s stalls every 5 s: a fifth of the arrivals wait out part of a stall, uniformly, so the
+    # 95th percentile is 1000 ms x (1 - 0.05 / 0.2) = 750 ms and the 99th 950 ms.
+    gateway = start_gateway("--stall-ms", "1000", "--stall-every-s", "5")
+    run = locust_runner.run(arrivals("    - {duration: 20s, arrival_rate: 50}"), gateway.url)
+    assert run.returncode == 0, run.stderr[-2000:]
+    latency = run.histogram(WEBHOOK, "latency")
+    service = run.histogram(WEBHOOK, "service")
+    assert 650 <= latency["p95_ms"] <= 850, latency
+    assert 880 <= latency["p99_ms"] <= 1020, latency
+    assert latency["count"] == service["count"] == 1000
+    assert run.results["arrivals"]["dropped"] == 0
+
+
+def test_exhausted_pool_counts_dropped_arrivals(start_gateway, locust_runner):
+    # 5 users, each busy 100 ms per request: room for 50 arrivals/s out of the 200/s offered.
+    gateway = start_gateway("--latency-ms", "100")
+    scenario = arrivals("    - {duration: 4s, arrival_rate: 200}", extra="max_in_flight: 5")
+    run = locust_runner.run(scenario, gateway.url)
+    assert run.returncode == 0, run.stderr[-2000:]
+    counters = run.results["arrivals"]
+    assert counters["due"] == 800
+    assert counters["started"] + counters["dropped"] == 800
+    assert 500 <= counters["dropped"] <= 700, counters
+    assert counters["max_in_flight"] == 5
+    assert webhooks_processed(gateway.url) == counters["started"]
+
+
+@pytest.mark.slow
+def test_percentiles_match_the_servers_own_record(latency_server, locust_runner):
+    # Server and generator on cores of their own; the server's median is 50 ms (see the fixture).
+    run = locust_runner.run(
+        arrivals("    - {duration: 12s, arrival_rate: 50}", user="Prober"), latency_server, cpu=1
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    truth = sorted(httpx.get(latency_server + "/record", timeout=5).json())
+    measured = run.histogram("GET /probe", "latency")
+    assert measured["count"] == len(truth) == 600
+    for p in (50, 95, 99):
+        expected = truth[min(len(truth) - 1, round(p / 100 * len(truth)) - 1)]
+        got = measured[f"p{p}_ms"]
+        assert abs(got - expected) <= max(1.0, 0.01 * expected), (p, got, expected)
+
+
+def test_vu_stages_follow_the_linear_ramp(start_gateway, locust_runner):
+    gateway = start_gateway()
+    scenario = """
+        name: stages
+        load:
+          model: stages
+          stages:
+            - {duration: 6s, target: 12}
+            - {duration: 4s, target: 4}
+        think_time: {min: 0.2, max: 0.2}
+        users:
+          WebhookPoster: {}
+    """
+    run = locust_runner.run(scenario, gateway.url)
+    assert run.returncode == 0, run.stderr[-2000:]
+    ramp = VUStages([VUStage(6, 12), VUStage(4, 4)])
+    # The shape ticks once a second and sets the count the ramp has at that tick: a staircase.
+    # Samples just after a tick may still see the step before it; they are left out.
+    samples = [(t, users) for t, users in run.results["timeline"]
+               if 0.3 <= t <= 9.9 and t % 1.0 > 0.3]  # fmt: skip
+    assert len(samples) >= 20
+    off = [(round(t, 2), users, ramp.users_at(int(t))) for t, users in samples
+           if abs(users - ramp.users_at(int(t))) > 1]  # fmt: skip
+    assert not off, off
+
+
+def test_burst_fires_every_iteration_at_once_and_ends(start_gateway, locust_runner):
+    gateway = start_gateway("--latency-ms", "200")
+    scenario = """
+        name: burst
+        load: {model: burst, users: 5, iterations_per_user: 20, timeout: 60s}
+        users:
+          WebhookPoster: {}
+    """
+    run = locust_runner.run(scenario, gateway.url, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.results["burst"]["ready"] == 5 and run.results["burst"]["done"] == 5
+    assert webhooks_processed(gateway.url) == 100
+    latency = run.histogram(WEBHOOK)
+    # All 100 were in flight together: each took about the injected 200 ms, not 20 x 200 ms.
+    assert latency["count"] == 100
+    assert latency["max_ms"] < 1000, latency
+
+
+def test_bad_scenario_file_is_one_line_and_exit_code_2(locust_runner):
+    run = locust_runner.run(
+        arrivals("    - {duration: 10s, arrival_rate: -5}"), "http://127.0.0.1:9", timeout=30
+    )
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "load.phases[0].arrival_rate" in errors[0] and "scenario-" in errors[0]
