@@ -289,6 +289,18 @@ class ArrivalShape(LoadTestShape):
     def elapsed(self) -> float:
         return 0.0 if self.started_at is None else time.monotonic() - self.started_at
 
+    def describe(self) -> str:
+        """Progress: phase, time, offered rate, dropped arrivals."""
+        timetable = self.timetable
+        elapsed = min(self.elapsed(), timetable.duration_s)
+        index = timetable.phase_index_at(elapsed)
+        dropped = self.counters().dropped
+        phases, total_s = len(timetable.phases), timetable.duration_s
+        return (
+            f"phase {index + 1}/{phases} | {elapsed:.0f}s/{total_s:.0f}s"
+            f" | {timetable.rate_at(elapsed):.0f} arrivals/s | dropped {dropped}"
+        )
+
     def counters(self) -> ArrivalCounters:
         """The run's arrival counters so far (workers report every few seconds)."""
         if not isinstance(self.runner, MasterRunner):

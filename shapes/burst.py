@@ -97,6 +97,10 @@ class BurstShape(LoadTestShape):
         super().reset_time()
         self._reset()
 
+    def describe(self) -> str:
+        state = "fired" if self.fired_at is not None else "getting ready"
+        return f"burst {state} | ready {self.ready}/{self.users} | done {self.done}/{self.users}"
+
     def tick(self) -> tuple[int, float, list[type[User]] | None] | None:
         self._register()
         if self.done >= self.users or self.get_run_time() > self.timeout_s:

@@ -74,6 +74,14 @@ class StagesShape(LoadTestShape):
         self.stages = stages
         self.user_classes = list(user_classes) if user_classes else None
 
+    def describe(self) -> str:
+        t = min(self.get_run_time(), self.stages.duration_s)
+        index = self.stages.stage_index_at(t)
+        return (
+            f"stage {index + 1}/{len(self.stages.stages)} | {t:.0f}s/{self.stages.duration_s:.0f}s"
+            f" | target {self.stages.users_at(t):.0f} users"
+        )
+
     def tick(self) -> tuple[int, float, list[type[User]] | None] | None:
         t = self.get_run_time()
         if t >= self.stages.duration_s:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+import secrets
+from typing import Any, ClassVar
 
 from locust import constant, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from shapes.pacing import pacing_of
+from users.profile import TargetProfile, load_profile
+
+COUNTER_EVENT = "suite_counter"
 
 
 class ScenarioUser(FastHttpUser):
     """A FastHttpUser whose single task is one paced iteration of `iteration()`.
+
+    - `options`: the scenario's options for this class (`users: {Class: {options: ...}}`).
+    - `profile`: the target profile (paths, payloads), from the environment.
+    - `count(name)`: a business counter (sessions created, messages throttled, ...), fired on
+      the environment's `suite_counter` event for whoever collects them.
 
     When an arrival-paced iteration starts late (its due time has passed), the lateness rides
     along in the request context of every request of that iteration, so that the recorder can
@@ -20,10 +29,14 @@ class ScenarioUser(FastHttpUser):
 
     abstract = True
     wait_time = constant(0)
+    options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._request_context: dict[str, Any] = {}
+        self.profile: TargetProfile = getattr(self.environment, "target_profile", None) or (
+            load_profile()
+        )
 
     def iteration(self) -> None:
         raise NotImplementedError
@@ -37,3 +50,23 @@ class ScenarioUser(FastHttpUser):
 
     def context(self) -> dict[str, Any]:
         return self._request_context
+
+    def count(self, name: str, value: float = 1) -> None:
+        hook = getattr(self.environment.events, COUNTER_EVENT, None)
+        if hook is not None:
+            hook.fire(name=name, value=value)
+
+    def option(self, name: str, default: Any) -> Any:
+        return self.options.get(name, default)
+
+    def api_key(self, template: str) -> str:
+        """A key from a template such as "test-key-{random}" (never logged or reported)."""
+        return template.replace("{random}", secrets.token_hex(8))
+
+    def call(self, role: str, auth_key: str | None, **values: Any) -> Any:
+        """Send the profile's request for `role`; returns Locust's response context manager."""
+        method, path, body, name = self.profile.request(role, **values)
+        headers = {self.profile.api_key_header: auth_key} if auth_key else None
+        return self.client.request(
+            method, path, json=body, headers=headers, name=name, catch_response=True
+        )

@@ -1,0 +1,126 @@
+"""The files of one run: a folder with Locust's CSVs (full history) and `summary.json`.
+
+The folder is `reports/<scenario>-<UTC timestamp>/` unless `--report-dir` names one. Locust's
+CSV writer streams into it from the start of the run; `summary.json` is written when the run
+stops (again a moment later, once workers' last reports are in) and once more at exit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gevent
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
+
+from analysis.counters import RunCounters
+from analysis.recorder import RequestRecorder
+from analysis.summary import build_summary
+
+if TYPE_CHECKING:
+    from locust.env import Environment
+
+REPORTS_DIR = Path("reports")
+WORKER_GRACE_S = 1.0
+
+
+def default_report_dir(scenario: str, started: float) -> Path:
+    stamp = dt.datetime.fromtimestamp(started, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return REPORTS_DIR / f"{Path(scenario).stem}-{stamp}"
+
+
+class RunRecord:
+    """Writes the run's folder; `describe_run()` gives the wiring's facts (scenario, target...)."""
+
+    def __init__(
+        self,
+        environment: Environment,
+        recorder: RequestRecorder,
+        counters: RunCounters,
+        describe_run: Callable[[], dict[str, Any]],
+        report_dir: Callable[[float], Path],
+    ) -> None:
+        self.environment = environment
+        self.recorder = recorder
+        self.counters = counters
+        self.describe_run = describe_run
+        self.report_dir = report_dir
+        self.folder: Path | None = None
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.peak_users = 0
+        self._csv: StatsCSVFileWriter | None = None
+        self._greenlets: list[gevent.Greenlet] = []
+        events = environment.events
+        events.test_start.add_listener(self.on_test_start)
+        events.test_stop.add_listener(self.on_test_stop)
+        events.quitting.add_listener(self.on_quitting)
+
+    def on_test_start(self, **_: Any) -> None:
+        self._stop_greenlets()
+        self.started_at, self.ended_at, self.peak_users = time.time(), None, 0
+        self.folder = self.report_dir(self.started_at)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._csv = StatsCSVFileWriter(
+            self.environment, PERCENTILES_TO_REPORT, str(self.folder / "locust"), full_history=True
+        )
+        self._greenlets = [gevent.spawn(self._csv.stats_writer), gevent.spawn(self._sample)]
+
+    def _sample(self) -> None:
+        while True:
+            runner = self.environment.runner
+            if runner is not None:
+                self.peak_users = max(self.peak_users, runner.user_count)
+            gevent.sleep(0.5)
+
+    def on_test_stop(self, **_: Any) -> None:
+        if self.folder is None:
+            return
+        self.ended_at = time.time()
+        self.write()
+        gevent.spawn_later(WORKER_GRACE_S, self.write)
+
+    def on_quitting(self, **_: Any) -> None:
+        if self.folder is None:
+            return
+        if self.ended_at is None:
+            self.ended_at = time.time()
+        self.write()
+        self._stop_greenlets()
+
+    def _stop_greenlets(self) -> None:
+        for greenlet in self._greenlets:
+            greenlet.kill(block=False)
+        self._greenlets = []
+        if self._csv is not None:
+            self._csv.close_files()
+            self._csv = None
+
+    def summary(self) -> dict[str, Any]:
+        runner = self.environment.runner
+        assert runner is not None
+        run = self.describe_run()
+        ended = self.ended_at or time.time()
+        run.update(
+            started_at=self.started_at,
+            ended_at=ended,
+            duration_s=ended - self.started_at if self.started_at else None,
+            peak_users=self.peak_users,
+        )
+        return build_summary(
+            stats=runner.stats, book=self.recorder.book, counters=self.counters, run=run
+        )
+
+    def write(self) -> Path | None:
+        if self.folder is None:
+            return None
+        path = self.folder / "summary.json"
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(self.summary(), indent=2) + "\n", encoding="utf-8")
+        os.replace(partial, path)  # readers never see half a file
+        return path

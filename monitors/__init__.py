@@ -1,0 +1,1 @@
+"""Samples of the gateway and of the generators, and the live view of a run. Never judges."""

@@ -1,0 +1,53 @@
+"""The suite's own command-line options, registered on Locust's parser (and its web UI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shapes.scenario import available_scenarios
+
+
+def add_options(parser: Any) -> None:
+    scenarios = available_scenarios()
+    parser.add_argument(
+        "--scenario",
+        default="sessions",
+        help=f"scenario to run: {', '.join(scenarios) or 'none yet'}, or a YAML file path",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="multiply every phase and stage duration by this (0.1: ten times shorter)",
+    )
+    parser.add_argument(
+        "--report-dir",
+        default="",
+        help="folder for this run's files (default: reports/<scenario>-<UTC timestamp>/)",
+    )
+    parser.add_argument(
+        "--target-profile",
+        default="plan",
+        help="the gateway's API mapping in conf/targets/ (default: plan)",
+    )
+    parser.add_argument(
+        "--target-pid",
+        type=int,
+        default=0,
+        include_in_web_ui=False,
+        help="PID of the gateway process to sample (found automatically when local)",
+    )
+    parser.add_argument(
+        "--gateway-args",
+        default="",
+        include_in_web_ui=False,
+        help="flags for the embedded reference gateway, e.g. '--error-rate 0.1'",
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        default=False,
+        include_in_web_ui=False,
+        env_var="ALLOW_REMOTE",
+        help="allow a target that is not on loopback (load goes only where you point it)",
+    )

@@ -1,0 +1,116 @@
+"""What the locustfile's `init` hook does on each kind of process.
+
+- every process: load the target profile; the request recorder and the business counters;
+- processes that run users (local runner, workers): the scenario's pacing at every start;
+- the master or local runner: the target (the embedded gateway when none is given), the
+  scenario's shape, the run's folder and summary, the progress line of headless runs.
+
+The scenario is loaded and checked here, before any load starts, so that a mistake is one line
+on stderr and exit code 2 (`UsageError`), not a traceback in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from locust.runners import MasterRunner, WorkerRunner
+
+from analysis.counters import RunCounters
+from analysis.recorder import RequestRecorder
+from analysis.run_record import RunRecord, default_report_dir
+from monitors.progress import print_progress
+from shapes.arrivals import ArrivalShape
+from shapes.scenario import ScenarioError
+from shapes.scenario_shape import ScenarioPacing, ScenarioShape, scenario_from_options
+from suite.target import TargetError, check_reachable, check_target, start_embedded_gateway
+from users.profile import ProfileError, load_profile
+
+if TYPE_CHECKING:
+    from locust.env import Environment
+    from locust.user import User
+
+    from gateway.process import GatewayProcess
+
+USAGE_ERROR = 2
+
+
+def fail(message: str) -> None:
+    """One line on stderr, exit code 2: for anything wrong before the load starts."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(USAGE_ERROR)
+
+
+class SuiteRun:
+    """The suite installed on one Locust process."""
+
+    def __init__(self, environment: Environment, user_classes: Mapping[str, type[User]]) -> None:
+        self.environment = environment
+        self.classes = user_classes
+        self.options = environment.parsed_options
+        self.runner = environment.runner
+        self.gateway: GatewayProcess | None = None
+        self.shape: ScenarioShape | None = None
+        try:
+            self.scenario = self.load_scenario()
+            environment.target_profile = load_profile(self.options.target_profile)
+        except (ScenarioError, ProfileError) as exc:
+            fail(str(exc))
+        self.recorder = RequestRecorder(environment)
+        self.counters = RunCounters(environment)
+        if not isinstance(self.runner, MasterRunner):
+            ScenarioPacing(environment, self.load_scenario, user_classes)
+        if isinstance(self.runner, WorkerRunner):
+            return
+        self.prepare_target()
+        self.shape = ScenarioShape(self.load_scenario, user_classes)
+        self.shape.runner = self.runner
+        environment.shape_class = self.shape
+        RunRecord(environment, self.recorder, self.counters, self.describe, self.report_dir)
+        environment.events.quitting.add_listener(self.on_quitting)
+        if getattr(self.options, "headless", False):
+            print_progress(environment, self.shape.describe, lambda: self.scenario.name)
+
+    def load_scenario(self):
+        self.scenario = scenario_from_options(self.environment, self.classes)
+        return self.scenario
+
+    def prepare_target(self) -> None:
+        try:
+            if self.environment.host:
+                check_target(self.environment.host, self.options.allow_remote)
+                check_reachable(self.environment.host)
+            else:
+                self.gateway = start_embedded_gateway(self.options.gateway_args)
+                self.environment.host = self.gateway.url
+                print(f"embedded reference gateway at {self.gateway.url}", file=sys.stderr)
+        except TargetError as exc:
+            fail(str(exc))
+
+    def report_dir(self, started: float) -> Path:
+        if self.options.report_dir:
+            return Path(self.options.report_dir)
+        return default_report_dir(self.options.scenario, started)
+
+    def describe(self) -> dict[str, Any]:
+        scenario = self.scenario
+        shape = self.shape.delegate if self.shape else None
+        run: dict[str, Any] = {
+            "scenario": scenario.name,
+            "description": scenario.description,
+            "model": scenario.model,
+            "time_scale": scenario.time_scale,
+            "target": self.environment.host,
+            "embedded_target": self.gateway is not None,
+            "workers": len(self.runner.clients) if isinstance(self.runner, MasterRunner) else 1,
+        }
+        if isinstance(shape, ArrivalShape):
+            run["arrivals"] = shape.counters().as_dict()
+            run["arrivals"]["lost_workers"] = shape.lost_workers
+        return run
+
+    def on_quitting(self, **_: Any) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()

@@ -1,0 +1,212 @@
+"""Message sender: its own session, then `{"to": "55119" + 9 digits, "body"}` per iteration.
+
+On start it creates a session and polls its status until it is ready (bounded by
+`ready_timeout_s`, not a blind sleep), then, when `track_delivery` is on (the default), opens
+the session's WebSocket event stream and matches acks to message ids: the time from the send's
+202 to ack 2 ("device") is recorded as its own request type, `WS message delivered`; ack -1 and
+messages not delivered within `delivery_timeout_s` are failures of that type, which is the
+delivery rate. A 429 honours `Retry-After` (up to `max_retries` times) and is recorded under its
+own name, `... (throttled)`, as a success: throttling is visible on its own, not hidden among
+the failures. On stop it waits (bounded) for the acks still due, then deletes its session.
+
+Counters: sessions_attempted/created, messages_accepted/throttled/delivered/failed/undelivered,
+websocket_connected/failed, and the gauge websocket_open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import time
+from typing import Any
+
+import gevent
+import websocket
+
+from users.base import ScenarioUser
+
+DELIVERED = "message delivered"
+
+
+class MessageSender(ScenarioUser):
+    abstract = False
+
+    def on_start(self) -> None:
+        self.key = self.api_key(self.option("api_key", "test-key-{random}"))
+        self.session_id: str | None = None
+        self.pending: dict[str, float] = {}  # message id -> when its 202 came back
+        self.socket: websocket.WebSocket | None = None
+        self.reader: gevent.Greenlet | None = None
+        self.delivery_timeout_s = float(self.option("delivery_timeout_s", 30))
+        self.session_id = self._create_session()
+        if self.session_id and self._wait_ready(float(self.option("ready_timeout_s", 30))):
+            if self.option("track_delivery", True):
+                self._subscribe()
+        else:
+            self.session_id = None
+
+    def iteration(self) -> None:
+        if self.session_id is None:
+            # No session: nothing to send with. Do not spin: wait as a failed user would.
+            gevent.sleep(1.0)
+            return
+        self._expire_pending()
+        recipient = f"55119{random.randrange(10**9):09d}"
+        for _ in range(int(self.option("max_retries", 10)) + 1):
+            with self.call(
+                "send_message",
+                self.key,
+                session_id=self.session_id,
+                recipient=recipient,
+                text=f"Test message {random.randrange(10**6)}",
+            ) as response:
+                if response.status_code == 429:
+                    response.request_meta["name"] += " (throttled)"
+                    response.success()
+                    self.count("messages_throttled")
+                    wait_s = _retry_after(response)
+                elif response.status_code == 202:
+                    message_id = _json(response).get(self.profile.fields["message_id"])
+                    response.success()
+                    self.count("messages_accepted")
+                    if message_id and self.socket is not None:
+                        self.pending[str(message_id)] = time.perf_counter()
+                    return
+                else:
+                    response.failure(f"HTTP {response.status_code}")
+                    return
+            gevent.sleep(wait_s)
+
+    def on_stop(self) -> None:
+        deadline = time.monotonic() + min(self.delivery_timeout_s, 10.0)
+        while self.pending and self.socket is not None and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        self._expire_pending(force=True)
+        if self.reader is not None:
+            self.reader.kill(block=False)
+        if self.socket is not None:
+            with contextlib.suppress(Exception):
+                self.socket.close()
+            self.socket = None
+            self.count("websocket_open", -1)
+        if self.session_id is not None:
+            with self.call("delete_session", self.key, session_id=self.session_id) as response:
+                if response.status_code in (200, 204, 404):
+                    response.success()
+
+    # --- session -------------------------------------------------------------------------------
+
+    def _create_session(self) -> str | None:
+        self.count("sessions_attempted")
+        with self.call("create_session", self.key, api_key=self.key) as response:
+            session_id = _json(response).get(self.profile.fields["session_id"])
+            if response.status_code in (200, 201) and session_id:
+                response.success()
+                self.count("sessions_created")
+                return str(session_id)
+            response.failure(f"HTTP {response.status_code}")
+            return None
+
+    def _wait_ready(self, timeout_s: float) -> bool:
+        fields = self.profile.fields
+        deadline = time.monotonic() + timeout_s
+        delay = 0.05
+        while time.monotonic() < deadline:
+            with self.call("session_status", self.key, session_id=self.session_id) as response:
+                if response.status_code != 200:
+                    response.failure(f"HTTP {response.status_code}")
+                    return False
+                response.success()
+                if _json(response).get(fields["session_status"]) == fields["ready_status"]:
+                    return True
+            gevent.sleep(delay)
+            delay = min(1.0, delay * 2)
+        self.count("sessions_never_ready")
+        return False
+
+    # --- delivery tracking ---------------------------------------------------------------------
+
+    def _subscribe(self) -> None:
+        url = self.host.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+        url = url.rstrip("/") + self.profile.events(session_id=self.session_id)
+        started = time.perf_counter()
+        try:
+            self.socket = websocket.create_connection(
+                url, header=[f"{self.profile.api_key_header}: {self.key}"], timeout=10
+            )
+        except Exception as exc:
+            self._report("WS connect", started, exc)
+            self.count("websocket_failed")
+            return
+        self._report("WS connect", started, None)
+        self.count("websocket_connected")
+        self.count("websocket_open", 1)
+        self.socket.settimeout(None)
+        self.reader = gevent.spawn(self._read_events)
+
+    def _read_events(self) -> None:
+        fields = self.profile.fields
+        socket = self.socket
+        assert socket is not None
+        while True:
+            try:
+                frame = socket.recv()
+            except Exception:
+                return
+            if not frame:
+                return
+            try:
+                event = json.loads(frame)
+            except ValueError:
+                continue
+            if (
+                not isinstance(event, dict)
+                or event.get(fields["event_type"]) != fields["ack_event"]
+            ):
+                continue
+            message_id = str(event.get(fields["ack_message_id"]))
+            ack = event.get(fields["ack_code"])
+            if ack == fields["delivered_ack"] and message_id in self.pending:
+                self._report(DELIVERED, self.pending.pop(message_id), None)
+                self.count("messages_delivered")
+            elif ack == fields["failed_ack"] and message_id in self.pending:
+                self._report(DELIVERED, self.pending.pop(message_id), RuntimeError("ack -1"))
+                self.count("messages_failed")
+
+    def _expire_pending(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        for message_id, accepted in list(self.pending.items()):
+            if force or now - accepted > self.delivery_timeout_s:
+                del self.pending[message_id]
+                error = TimeoutError(f"not delivered within {self.delivery_timeout_s:g} s")
+                self._report(DELIVERED, accepted, error)
+                self.count("messages_undelivered")
+
+    def _report(self, name: str, started: float, exception: Exception | None) -> None:
+        self.environment.events.request.fire(
+            request_type="WS",
+            name=name,
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=0,
+            exception=exception,
+            context={},
+        )
+
+
+def _json(response: Any) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except Exception:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _retry_after(response: Any) -> float:
+    body = _json(response)
+    if isinstance(body.get("retryAfterMs"), int | float):
+        return max(0.0, body["retryAfterMs"] / 1000)
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", 1)))
+    except (TypeError, ValueError):
+        return 1.0

@@ -1,0 +1,52 @@
+"""Webhook sender: `POST /api/webhook` with `message_create` events (the plan's webhook test).
+
+Each event has a unique message id and varied text. The plan's k6 check (status 200 and
+response time under 500 ms) is kept as its own pass rate: counters `webhook_check_passed` and
+`webhook_check_failed`; it is not the webhook limit (p95 < 100 ms), which the criteria judge.
+Options: `api_key` (default "webhook-key"), `check_ms` (500).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import time
+
+from users.base import ScenarioUser
+
+TEXTS = (
+    "Olá, tudo bem?", "Test message", "Pedido #{n} confirmado", "Reunião às 15h",
+    "Segue o comprovante", "👍", "Can you call me back?", "Entrega prevista para amanhã",
+)  # fmt: skip
+_sequence = itertools.count()
+
+
+class WebhookSender(ScenarioUser):
+    abstract = False
+
+    def on_start(self) -> None:
+        self.key = self.api_key(self.option("api_key", "webhook-key"))
+        self.check_ms = float(self.option("check_ms", 500))
+        self.prefix = f"msg-{os.getpid()}-{id(self):x}"
+
+    def iteration(self) -> None:
+        n = next(_sequence)
+        started = time.perf_counter()
+        with self.call(
+            "webhook",
+            self.key,
+            timestamp_ms=int(time.time() * 1000),
+            message_id=f"{self.prefix}-{n}",
+            sender=f"55119{random.randrange(10**9):09d}",
+            recipient=f"55119{random.randrange(10**9):09d}",
+            text=random.choice(TEXTS).replace("{n}", str(n)),
+        ) as response:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            ok = response.status_code == 200
+            if ok:
+                response.success()
+            else:
+                response.failure(f"HTTP {response.status_code}")
+        passed = ok and elapsed_ms < self.check_ms
+        self.count("webhook_check_passed" if passed else "webhook_check_failed")
