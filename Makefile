@@ -7,12 +7,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 PYTEST_ARGS ?=
 GATEWAY_ARGS ?=
+TARGET ?=
+TIME_SCALE ?= 1
+LOCUST_ARGS ?=
+SCENARIOS := sessions webhooks messages stress endurance
+RUN = $(BIN)/locust -f locustfile.py --time-scale $(TIME_SCALE) $(if $(TARGET),-H $(TARGET)) \
+	$(if $(GATEWAY_ARGS),--gateway-args "$(GATEWAY_ARGS)") $(LOCUST_ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint fmt gateway bench clean
+.PHONY: help install test test-fast lint fmt gateway bench clean ui $(SCENARIOS)
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+	@grep -E '^[a-z -]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 40
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,13 +42,24 @@ fmt: $(STAMP) ## Format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+stress: $(STAMP) ## The main job: stress ramp to the breaking point (TARGET=url TIME_SCALE=f)
+	$(RUN) --headless --only-summary --scenario stress
+
+sessions webhooks messages endurance: $(STAMP) ## Run one plan scenario headless (TARGET=url TIME_SCALE=f)
+	$(RUN) --headless --only-summary --scenario $@
+
+ui: $(STAMP) ## Locust web UI on :8089; choose the scenario there (TARGET=url)
+	$(RUN) --web-host 127.0.0.1 --web-port 8089
+
 gateway: $(STAMP) ## Run the reference gateway on port 3000 (GATEWAY_ARGS="--error-rate 0.1")
 	$(BIN)/python -m gateway --port 3000 $(GATEWAY_ARGS)
 
-bench: $(STAMP) ## Benchmarks, written to docs/benchmarks.md (installs wrk if it can)
-	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) \
-		|| echo "bench: could not install wrk; its figures will be skipped"
+bench: $(STAMP) ## Benchmarks, written to docs/benchmarks.md (installs wrk and nginx if it can)
+	@(command -v wrk >/dev/null && test -x /usr/sbin/nginx) || \
+		(apt-get update -qq && apt-get install -y -qq wrk nginx-light >/dev/null) || \
+		echo "bench: could not install wrk or nginx; their figures will be skipped"
 	$(BIN)/python -m bench.gateway
+	$(BIN)/python -m bench.arrivals
 
 clean: ## Remove .venv, caches and reports
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis reports

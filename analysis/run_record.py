@@ -83,7 +83,8 @@ class RunRecord:
             return
         self.ended_at = time.time()
         self.write()
-        gevent.spawn_later(WORKER_GRACE_S, self.write)
+        # Cancelled by the next start (_stop_greenlets): it must not write the next run's folder.
+        self._greenlets.append(gevent.spawn_later(WORKER_GRACE_S, self.write))
 
     def on_quitting(self, **_: Any) -> None:
         if self.folder is None:

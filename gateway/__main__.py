@@ -55,6 +55,9 @@ def serve(config: GatewayConfig) -> None:
             access_log=False,
             log_level=config.log_level,
             timeout_graceful_shutdown=5,
+            # Load generators keep idle connections for a while (an arrival pool waits between
+            # arrivals): closing them after uvicorn's 5 s races with the next request on them.
+            timeout_keep_alive=75,
         )
     )
     original_startup = server.startup

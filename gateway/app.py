@@ -240,7 +240,9 @@ def create_app(config: GatewayConfig | None = None, rng: random.Random | None = 
     # Outermost first: metrics time what the client sees, injected latency included.
     middleware = [Middleware(MetricsMiddleware, metrics=metrics)]
     if FaultMiddleware.wanted(config):
-        middleware.append(Middleware(FaultMiddleware, config=config, metrics=metrics, rng=gw.rng))
+        middleware.append(
+            Middleware(FaultMiddleware, config=config, metrics=metrics, rng=gw.rng, routes=routes)
+        )
     middleware.append(Middleware(BodySizeLimit))
     app = Starlette(
         routes=routes,

@@ -14,8 +14,10 @@ import os
 import random
 import sys
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import error_response
@@ -29,9 +31,15 @@ CRASH_EXIT_CODE = 70
 
 class FaultMiddleware:
     def __init__(
-        self, app: ASGIApp, config: GatewayConfig, metrics: GatewayMetrics, rng: random.Random
+        self,
+        app: ASGIApp,
+        config: GatewayConfig,
+        metrics: GatewayMetrics,
+        rng: random.Random,
+        routes: Sequence[BaseRoute] = (),
     ) -> None:
         self.app = app
+        self.routes = routes
         self.latency_s = config.latency_ms / 1000
         self.jitter_s = config.latency_jitter_ms / 1000
         self.error_rate = config.error_rate
@@ -71,12 +79,21 @@ class FaultMiddleware:
                 await asyncio.sleep(delay)
             if self.error_rate > 0 and self.rng.random() < self.error_rate:
                 self.injected_errors.inc()
+                self._name_route(scope)
                 response = error_response(
                     500, "injected_fault", "Error injected by the gateway's --error-rate switch."
                 )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _name_route(self, scope: Scope) -> None:
+        """Answered before routing: find the route anyway, so metrics count it where it belongs."""
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                scope["route"] = route
+                return
 
 
 async def stall_loop(stall_ms: float, every_s: float, metrics: GatewayMetrics) -> None:

@@ -48,7 +48,13 @@ class BurstPacing:
             [gevent.spawn(self._one, user) for _ in range(self.iterations_per_user)],
             raise_error=False,
         )
-        self._send(MSG_DONE, {"users": 1})
+        # Done once the user has stopped, `on_stop` included (a message sender waits there for
+        # its last acks, then deletes its session): the run ends, and kills users, only then.
+        greenlet = getattr(user, "greenlet", None)
+        if greenlet is not None:
+            greenlet.link(lambda _: self._send(MSG_DONE, {"users": 1}))
+        else:
+            self._send(MSG_DONE, {"users": 1})
         raise StopUser()
 
     def _one(self, user: PacedUser) -> None:

@@ -63,6 +63,13 @@ class ScenarioUser(FastHttpUser):
         """A key from a template such as "test-key-{random}" (never logged or reported)."""
         return template.replace("{random}", secrets.token_hex(8))
 
+    @staticmethod
+    def failure_reason(response: Any) -> str:
+        """ "HTTP 503", or the connection error when there was no HTTP answer at all."""
+        if not response.status_code:
+            return f"no answer: {response.error!r}" if response.error else "no answer"
+        return f"HTTP {response.status_code}"
+
     def call(self, role: str, auth_key: str | None, **values: Any) -> Any:
         """Send the profile's request for `role`; returns Locust's response context manager."""
         method, path, body, name = self.profile.request(role, **values)

@@ -5,11 +5,13 @@ On start it creates a session and polls its status until it is ready (bounded by
 the session's WebSocket event stream and matches acks to message ids: the time from the send's
 202 to ack 2 ("device") is recorded as its own request type, `WS message delivered`; ack -1 and
 messages not delivered within `delivery_timeout_s` are failures of that type, which is the
-delivery rate. A 429 honours `Retry-After` (up to `max_retries` times) and is recorded under its
-own name, `... (throttled)`, as a success: throttling is visible on its own, not hidden among
-the failures. On stop it waits (bounded) for the acks still due, then deletes its session.
+delivery rate. A 429 honours `Retry-After` (then backs off with jitter, up to `max_retries`
+times) and is recorded under its own name, `... (throttled)`, as a success: throttling is
+visible on its own, not hidden among the failures; a send still throttled after the last retry
+is a failure. On stop it waits (bounded) for the acks still due, then deletes its session.
 
-Counters: sessions_attempted/created, messages_accepted/throttled/delivered/failed/undelivered,
+Counters: sessions_attempted/created, messages_accepted/throttled/refused/delivered/failed/
+undelivered,
 websocket_connected/failed, and the gauge websocket_open.
 """
 
@@ -53,7 +55,8 @@ class MessageSender(ScenarioUser):
             return
         self._expire_pending()
         recipient = f"55119{random.randrange(10**9):09d}"
-        for _ in range(int(self.option("max_retries", 10)) + 1):
+        retries = int(self.option("max_retries", 20))
+        for attempt in range(retries + 1):
             with self.call(
                 "send_message",
                 self.key,
@@ -61,21 +64,25 @@ class MessageSender(ScenarioUser):
                 recipient=recipient,
                 text=f"Test message {random.randrange(10**6)}",
             ) as response:
-                if response.status_code == 429:
-                    response.request_meta["name"] += " (throttled)"
-                    response.success()
-                    self.count("messages_throttled")
-                    wait_s = _retry_after(response)
-                elif response.status_code == 202:
+                if response.status_code == 202:
                     message_id = _json(response).get(self.profile.fields["message_id"])
                     response.success()
                     self.count("messages_accepted")
                     if message_id and self.socket is not None:
                         self.pending[str(message_id)] = time.perf_counter()
                     return
-                else:
-                    response.failure(f"HTTP {response.status_code}")
+                if response.status_code != 429:
+                    response.failure(self.failure_reason(response))
+                    self.count("messages_refused")
                     return
+                self.count("messages_throttled")
+                if attempt == retries:
+                    response.failure(f"throttled {retries + 1} times, gave up")
+                    self.count("messages_refused")
+                    return
+                response.request_meta["name"] += " (throttled)"
+                response.success()
+                wait_s = _backoff(_retry_after(response), attempt)
             gevent.sleep(wait_s)
 
     def on_stop(self) -> None:
@@ -105,7 +112,7 @@ class MessageSender(ScenarioUser):
                 response.success()
                 self.count("sessions_created")
                 return str(session_id)
-            response.failure(f"HTTP {response.status_code}")
+            response.failure(self.failure_reason(response))
             return None
 
     def _wait_ready(self, timeout_s: float) -> bool:
@@ -115,7 +122,7 @@ class MessageSender(ScenarioUser):
         while time.monotonic() < deadline:
             with self.call("session_status", self.key, session_id=self.session_id) as response:
                 if response.status_code != 200:
-                    response.failure(f"HTTP {response.status_code}")
+                    response.failure(self.failure_reason(response))
                     return False
                 response.success()
                 if _json(response).get(fields["session_status"]) == fields["ready_status"]:
@@ -200,6 +207,13 @@ def _json(response: Any) -> dict[str, Any]:
     except Exception:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _backoff(retry_after_s: float, attempt: int) -> float:
+    """At least what Retry-After asks; then jittered, so that throttled senders of one
+    session do not all come back in the same instant and collide again."""
+    spread = min(5.0, retry_after_s * 2**attempt)
+    return retry_after_s + random.uniform(0, spread)
 
 
 def _retry_after(response: Any) -> float:

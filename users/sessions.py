@@ -25,7 +25,7 @@ class SessionCreator(ScenarioUser):
                 else:
                     response.failure("no session id in the answer")
             else:
-                response.failure(f"HTTP {response.status_code}")
+                response.failure(self.failure_reason(response))
 
 
 def _field(response, name: str):

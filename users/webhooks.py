@@ -47,6 +47,6 @@ class WebhookSender(ScenarioUser):
             if ok:
                 response.success()
             else:
-                response.failure(f"HTTP {response.status_code}")
+                response.failure(self.failure_reason(response))
         passed = ok and elapsed_ms < self.check_ms
         self.count("webhook_check_passed" if passed else "webhook_check_failed")

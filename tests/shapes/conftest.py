@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,15 +122,35 @@ def locust_runner(tmp_path: Path) -> LocustRunner:
     return LocustRunner(tmp_path)
 
 
+class LatencyServer:
+    """tests/shapes/latency_server.py in a process of its own, pinned to CPU 0 when possible."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [*pinned(0), sys.executable, "-m", "tests.shapes.latency_server", "--median-ms", "100"],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip().rsplit(" ", 1)[-1]
+
+    def record(self) -> list[float]:
+        return sorted(httpx.get(self.url + "/record", timeout=5).json())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
 @pytest.fixture
 def latency_server():
-    proc = subprocess.Popen(
-        [*pinned(0), sys.executable, "-m", "tests.shapes.latency_server", "--median-ms", "50"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    url = line.strip().rsplit(" ", 1)[-1]
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    """Start latency servers (a fresh one per call); all are stopped after the test."""
+    servers: list[LatencyServer] = []
+
+    def start() -> LatencyServer:
+        servers.append(LatencyServer())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
