@@ -128,6 +128,8 @@ def build_summary(
                 "pass_rate_pct": _pct(checks_passed, checks_passed + checks_failed),
             }
         },
+        "resources": run.get("resources"),
+        "generators": run.get("generators"),
         "errors": [
             {
                 "method": error.method,

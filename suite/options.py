@@ -38,6 +38,25 @@ def add_options(parser: Any) -> None:
         help="PID of the gateway process to sample (found automatically when local)",
     )
     parser.add_argument(
+        "--metrics-url",
+        default="",
+        include_in_web_ui=False,
+        help="the target's Prometheus endpoint (default: <target>/metrics; 'off' to skip)",
+    )
+    parser.add_argument(
+        "--monitor-agent",
+        default="",
+        include_in_web_ui=False,
+        help="URL of a `python -m monitors.agent` beside a gateway on another machine",
+    )
+    parser.add_argument(
+        "--monitor-children",
+        action="store_true",
+        default=False,
+        include_in_web_ui=False,
+        help="count the gateway's child processes in its resource samples",
+    )
+    parser.add_argument(
         "--gateway-args",
         default="",
         include_in_web_ui=False,

@@ -15,17 +15,27 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from locust.runners import MasterRunner, WorkerRunner
 
 from analysis.counters import RunCounters
 from analysis.recorder import RequestRecorder
 from analysis.run_record import RunRecord, default_report_dir
+from monitors.generator import GeneratorHealth
+from monitors.process import pid_listening_on
 from monitors.progress import print_progress
+from monitors.resources import ResourceMonitor
 from shapes.arrivals import ArrivalShape
 from shapes.scenario import ScenarioError
 from shapes.scenario_shape import ScenarioPacing, ScenarioShape, scenario_from_options
-from suite.target import TargetError, check_reachable, check_target, start_embedded_gateway
+from suite.target import (
+    TargetError,
+    check_reachable,
+    check_target,
+    is_loopback_url,
+    start_embedded_gateway,
+)
 from users.profile import ProfileError, load_profile
 
 if TYPE_CHECKING:
@@ -63,12 +73,18 @@ class SuiteRun:
         if not isinstance(self.runner, MasterRunner):
             ScenarioPacing(environment, self.load_scenario, user_classes)
         if isinstance(self.runner, WorkerRunner):
+            GeneratorHealth(environment, record=lambda source, sample: None)
             return
         self.prepare_target()
         self.shape = ScenarioShape(self.load_scenario, user_classes)
         self.shape.runner = self.runner
         environment.shape_class = self.shape
-        RunRecord(environment, self.recorder, self.counters, self.describe, self.report_dir)
+        self.record = RunRecord(
+            environment, self.recorder, self.counters, self.describe, self.report_dir
+        )
+        self.monitor = self.build_monitor()
+        self.health = GeneratorHealth(environment, record=self.monitor.record)
+        environment.events.test_start.add_listener(self.on_test_start)
         environment.events.quitting.add_listener(self.on_quitting)
         if getattr(self.options, "headless", False):
             print_progress(environment, self.shape.describe, lambda: self.scenario.name)
@@ -88,6 +104,26 @@ class SuiteRun:
                 print(f"embedded reference gateway at {self.gateway.url}", file=sys.stderr)
         except TargetError as exc:
             fail(str(exc))
+
+    def build_monitor(self) -> ResourceMonitor:
+        options = self.options
+        host = self.environment.host or ""
+        pid = self.gateway.pid if self.gateway else options.target_pid or None
+        if pid is None and is_loopback_url(host):
+            pid = pid_listening_on(urlsplit(host).port or 80)
+        metrics_url = None if options.metrics_url == "off" else options.metrics_url
+        return ResourceMonitor(
+            pid=pid,
+            metrics_url=metrics_url or host.rstrip("/") + "/metrics",
+            agent_url=options.monitor_agent or None,
+            include_children=options.monitor_children,
+            users=lambda: self.runner.user_count,
+        )
+
+    def on_test_start(self, **_: Any) -> None:
+        # After RunRecord's own test_start listener: the run's folder exists by now.
+        if self.record.folder is not None:
+            self.monitor.start(self.record.folder / "samples.csv")
 
     def report_dir(self, started: float) -> Path:
         if self.options.report_dir:
@@ -109,8 +145,11 @@ class SuiteRun:
         if isinstance(shape, ArrivalShape):
             run["arrivals"] = shape.counters().as_dict()
             run["arrivals"]["lost_workers"] = shape.lost_workers
+        run["resources"] = self.monitor.summary()
+        run["generators"] = self.health.summary()
         return run
 
     def on_quitting(self, **_: Any) -> None:
+        self.monitor.stop()
         if self.gateway is not None:
             self.gateway.stop()

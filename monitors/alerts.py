@@ -1,0 +1,110 @@
+"""Live alerts on the gateway's samples: high memory, high CPU, and a possible memory leak.
+
+The plan's monitor calls "5 samples in a row grew" a leak, which noise triggers and a slow leak
+evades. Here the leak alert looks at a sliding window of memory samples and fires when the
+Theil-Sen slope (the median of all pairwise slopes, robust to spikes) exceeds a growth rate and
+the lower bound of its 95 % confidence interval (from Kendall's S) is above zero: growth that is
+both material and consistent. The final verdict on leaks is the report's, over the whole run;
+this is the early warning.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+Z95 = 1.96
+
+
+def theil_sen(points: list[tuple[float, float]]) -> tuple[float, float, float]:
+    """(slope, low, high): the Theil-Sen slope of (x, y) points and its 95 % interval."""
+    slopes = sorted(
+        (y2 - y1) / (x2 - x1)
+        for i, (x1, y1) in enumerate(points)
+        for x2, y2 in points[i + 1 :]
+        if x2 != x1
+    )
+    if not slopes:
+        return 0.0, 0.0, 0.0
+    n, count = len(points), len(slopes)
+    slope = (slopes[(count - 1) // 2] + slopes[count // 2]) / 2
+    spread = Z95 * math.sqrt(n * (n - 1) * (2 * n + 5) / 18)
+    low_index = max(0, math.floor((count - spread) / 2))
+    high_index = min(count - 1, math.ceil((count + spread) / 2))
+    return slope, slopes[low_index], slopes[high_index]
+
+
+@dataclass
+class AlertRules:
+    memory_mb: float = 1024.0  # the plan's monitor: heap above 1 GB
+    cpu_pct: float = 80.0  # the plan's limit: CPU per instance
+    leak_mb_per_min: float = 1.0
+    leak_window_s: float = 120.0
+    sustain_samples: int = 5  # CPU must stay high this long (one busy second is not an alert)
+
+
+@dataclass
+class Alert:
+    kind: str  # high_memory | high_cpu | possible_leak
+    message: str
+    t: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "message": self.message, "t": round(self.t, 1)}
+
+
+@dataclass
+class AlertWatch:
+    """Feed samples in order; `check` returns the alerts that start now (each kind once)."""
+
+    rules: AlertRules = field(default_factory=AlertRules)
+    memory: deque[tuple[float, float]] = field(default_factory=deque)
+    high_cpu_streak: int = 0
+    active: set[str] = field(default_factory=set)
+    fired: list[Alert] = field(default_factory=list)
+
+    def check(self, t: float, sample: dict[str, Any]) -> list[Alert]:
+        new: list[Alert] = []
+        memory_mb = sample.get("heap_used_mb") or sample.get("rss_mb")
+        if memory_mb is not None:
+            self._flag(
+                new, "high_memory", memory_mb > self.rules.memory_mb, t,
+                f"memory {memory_mb:.0f} MB above {self.rules.memory_mb:.0f} MB",
+            )  # fmt: skip
+            self._watch_leak(new, t, sample.get("rss_mb", memory_mb))
+        cpu = sample.get("cpu_pct_total")
+        if cpu is not None:
+            self.high_cpu_streak = self.high_cpu_streak + 1 if cpu > self.rules.cpu_pct else 0
+            self._flag(
+                new, "high_cpu", self.high_cpu_streak >= self.rules.sustain_samples, t,
+                f"CPU {cpu:.0f} % above {self.rules.cpu_pct:.0f} % for "
+                f"{self.high_cpu_streak} samples",
+            )  # fmt: skip
+        return new
+
+    def _watch_leak(self, new: list[Alert], t: float, rss_mb: float) -> None:
+        window = self.memory
+        window.append((t, rss_mb))
+        while window and window[0][0] < t - self.rules.leak_window_s:
+            window.popleft()
+        span = window[-1][0] - window[0][0] if window else 0.0
+        if len(window) < 10 or span < 0.8 * self.rules.leak_window_s:
+            return
+        slope, low, _ = theil_sen(list(window))
+        per_min = slope * 60
+        self._flag(
+            new, "possible_leak", per_min >= self.rules.leak_mb_per_min and low > 0, t,
+            f"memory growing {per_min:.1f} MB/min over the last {span:.0f} s "
+            f"(95 % lower bound {low * 60:.1f} MB/min)",
+        )  # fmt: skip
+
+    def _flag(self, new: list[Alert], kind: str, on: bool, t: float, message: str) -> None:
+        if on and kind not in self.active:
+            self.active.add(kind)
+            alert = Alert(kind, message, t)
+            new.append(alert)
+            self.fired.append(alert)
+        elif not on:
+            self.active.discard(kind)

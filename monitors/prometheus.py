@@ -1,0 +1,81 @@
+"""The target's own metrics, from its Prometheus endpoint, parsed with prometheus-client.
+
+Read once a second: the reference gateway's business metrics (queue depth, sessions, WebSocket
+connections, messages by status) and the standard names a Node.js gateway exports through
+prom-client (`process_resident_memory_bytes`, `nodejs_heap_size_used_bytes`,
+`nodejs_heap_size_total_bytes`, `nodejs_eventloop_lag_seconds`), so that heap used and total,
+what the plan means by heap, are reported for Node.js gateways. An endpoint that answers 404
+(or is not there at all) is skipped with a note, not an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+# metric family name (as the parser names it) -> (sample name, labels to match, our key, scale)
+SELECTED: tuple[tuple[str, dict[str, str], str, float], ...] = (
+    ("gateway_queue_depth", {}, "queue_depth", 1.0),
+    ("gateway_sessions_active", {}, "sessions_active", 1.0),
+    ("gateway_sessions_ready", {}, "sessions_ready", 1.0),
+    ("gateway_websocket_connections", {}, "websocket_connections", 1.0),
+    ("gateway_messages_in_flight", {}, "messages_in_flight", 1.0),
+    ("gateway_messages_total", {"status": "accepted"}, "messages_accepted", 1.0),
+    ("gateway_messages_total", {"status": "delivered"}, "messages_delivered", 1.0),
+    ("gateway_messages_total", {"status": "failed"}, "messages_failed", 1.0),
+    ("gateway_messages_total", {"status": "rejected"}, "messages_rejected", 1.0),
+    ("process_resident_memory_bytes", {}, "target_rss_mb", 2**-20),
+    ("nodejs_heap_size_used_bytes", {}, "heap_used_mb", 2**-20),
+    ("nodejs_heap_size_total_bytes", {}, "heap_total_mb", 2**-20),
+    ("nodejs_eventloop_lag_seconds", {}, "eventloop_lag_ms", 1000.0),
+)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Our keys from a Prometheus text exposition (metrics absent from it are left out)."""
+    wanted: dict[str, list[tuple[dict[str, str], str, float]]] = {}
+    for sample_name, labels, key, scale in SELECTED:
+        wanted.setdefault(sample_name, []).append((labels, key, scale))
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            for labels, key, scale in wanted.get(sample.name, ()):
+                if all(sample.labels.get(k) == v for k, v in labels.items()):
+                    values[key] = round(sample.value * scale, 3)
+    return values
+
+
+class MetricsScraper:
+    """Polls `<target>/metrics` (or another URL); `available` turns False on a 404."""
+
+    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
+        self.url = url
+        self.client = httpx.Client(timeout=timeout_s)
+        self.available = True
+        self.note = ""
+
+    def sample(self) -> dict[str, Any]:
+        if not self.available:
+            return {}
+        try:
+            response = self.client.get(self.url)
+        except httpx.HTTPError as exc:
+            self.note = f"metrics endpoint unreachable: {type(exc).__name__}"
+            return {}
+        if response.status_code == 404:
+            self.available = False
+            self.note = f"no metrics endpoint at {self.url} (404): skipped"
+            return {}
+        if response.status_code != 200:
+            self.note = f"metrics endpoint answered {response.status_code}"
+            return {}
+        try:
+            return parse_metrics(response.text)
+        except ValueError as exc:
+            self.note = f"metrics endpoint sent unparseable text: {exc}"
+            return {}
+
+    def close(self) -> None:
+        self.client.close()
