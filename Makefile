@@ -10,12 +10,14 @@ GATEWAY_ARGS ?=
 TARGET ?=
 TIME_SCALE ?= 1
 LOCUST_ARGS ?=
+SCENARIO ?= stress
+MONITOR_ARGS ?=
 SCENARIOS := sessions webhooks messages stress endurance
 RUN = $(BIN)/locust -f locustfile.py --time-scale $(TIME_SCALE) $(if $(TARGET),-H $(TARGET)) \
 	$(if $(GATEWAY_ARGS),--gateway-args "$(GATEWAY_ARGS)") $(LOCUST_ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint fmt gateway bench clean ui $(SCENARIOS)
+.PHONY: help install test test-fast lint fmt gateway bench clean ui monitor profile $(SCENARIOS)
 
 help: ## List the targets
 	@grep -E '^[a-z -]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 40
@@ -51,6 +53,12 @@ sessions webhooks messages endurance: $(STAMP) ## Run one plan scenario headless
 ui: $(STAMP) ## Locust web UI on :8089; choose the scenario there (TARGET=url)
 	$(RUN) --web-host 127.0.0.1 --web-port 8089
 
+monitor: $(STAMP) ## Watch a gateway without load, live on :8090/stream (TARGET=url MONITOR_ARGS)
+	$(BIN)/python -m monitors --url $(or $(TARGET),http://127.0.0.1:3000) $(MONITOR_ARGS)
+
+profile: $(STAMP) ## A run with a py-spy flame graph of its gateway (SCENARIO=stress TIME_SCALE=f)
+	$(RUN) --headless --only-summary --scenario $(SCENARIO) --profile-gateway
+
 gateway: $(STAMP) ## Run the reference gateway on port 3000 (GATEWAY_ARGS="--error-rate 0.1")
 	$(BIN)/python -m gateway --port 3000 $(GATEWAY_ARGS)
 
@@ -60,6 +68,7 @@ bench: $(STAMP) ## Benchmarks, written to docs/benchmarks.md (installs wrk and n
 		echo "bench: could not install wrk or nginx; their figures will be skipped"
 	$(BIN)/python -m bench.gateway
 	$(BIN)/python -m bench.arrivals
+	$(BIN)/python -m bench.monitors
 
 clean: ## Remove .venv, caches and reports
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis reports

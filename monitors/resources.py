@@ -10,6 +10,7 @@ the live view. Generators' own CPU and memory arrive from the workers with their
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -34,7 +35,7 @@ COLUMNS = [
     "queue_depth", "sessions_active", "sessions_ready", "websocket_connections",
     "messages_in_flight", "messages_accepted", "messages_delivered", "messages_failed",
     "messages_rejected", "target_rss_mb", "heap_used_mb", "heap_total_mb", "eventloop_lag_ms",
-    "users",
+    "eventloop_lag_p99_ms", "users",
 ]  # fmt: skip
 
 
@@ -47,7 +48,8 @@ class RemoteAgent:
 
     def sample(self) -> dict[str, Any]:
         try:
-            return dict(self.client.get(self.url).json())
+            response = self.client.get(self.url)
+            return dict(response.json()) if response.status_code == 200 else {}
         except (httpx.HTTPError, ValueError):
             return {}
 
@@ -63,6 +65,8 @@ class ResourceMonitor:
         rules: AlertRules | None = None,
         users: Callable[[], int] | None = None,
         on_alert: Callable[[Alert], None] | None = None,
+        on_sample: Callable[[dict[str, Any]], None] | None = None,
+        interval_s: float = INTERVAL_S,
     ) -> None:
         self.notes: list[str] = []
         self.process: ProcessSampler | None = None
@@ -76,6 +80,8 @@ class ResourceMonitor:
         self.rules = rules or AlertRules()
         self.users = users
         self.on_alert = on_alert
+        self.on_sample = on_sample
+        self.interval_s = interval_s
         self.watch = AlertWatch(self.rules)
         self.latest: dict[str, Any] = {}
         self.aggregates: dict[str, list[float]] = {}  # field -> [count, sum, min, max]
@@ -139,7 +145,9 @@ class ResourceMonitor:
                     log.warning("alert: %s", alert.message)
                     if self.on_alert is not None:
                         self.on_alert(alert)
-            next_tick += INTERVAL_S
+                if self.on_sample is not None:
+                    self.on_sample(self.latest)
+            next_tick += self.interval_s
             gevent.sleep(max(0.0, next_tick - time.monotonic()))
 
     def _aggregate(self, sample: dict[str, Any]) -> None:
@@ -156,7 +164,8 @@ class ResourceMonitor:
                 entry[3] = max(entry[3], value)
 
     def summary(self) -> dict[str, Any]:
-        """Peak, mean and minimum of every sampled figure, with the alerts and notes."""
+        """Peak, mean and minimum of every sampled figure, the alerts (and the rules they
+        followed), and the notes."""
         figures = {
             key: {
                 "samples": int(count),
@@ -170,7 +179,8 @@ class ResourceMonitor:
             "figures": figures,
             "alerts": [a.as_dict() for a in self.watch.fired],
             "notes": list(self.notes),
-            "interval_s": INTERVAL_S,
+            "interval_s": self.interval_s,
+            "alert_rules": dataclasses.asdict(self.rules),
         }
 
     def live(self) -> dict[str, Any]:

@@ -57,6 +57,13 @@ def add_options(parser: Any) -> None:
         help="count the gateway's child processes in its resource samples",
     )
     parser.add_argument(
+        "--profile-gateway",
+        action="store_true",
+        default=False,
+        include_in_web_ui=False,
+        help="record a py-spy CPU flame graph of the (Python) gateway: gateway-profile.svg",
+    )
+    parser.add_argument(
         "--gateway-args",
         default="",
         include_in_web_ui=False,

@@ -22,12 +22,15 @@ from locust.runners import MasterRunner, WorkerRunner
 from analysis.counters import RunCounters
 from analysis.recorder import RequestRecorder
 from analysis.run_record import RunRecord, default_report_dir
+from monitors.alerts import AlertRules, load_alert_rules
 from monitors.generator import GeneratorHealth
+from monitors.live import install_live_view
 from monitors.process import pid_listening_on
+from monitors.profile import ProfilerProcess
 from monitors.progress import print_progress
 from monitors.resources import ResourceMonitor
 from shapes.arrivals import ArrivalShape
-from shapes.scenario import ScenarioError
+from shapes.scenario import CONF_DIR, ScenarioError
 from shapes.scenario_shape import ScenarioPacing, ScenarioShape, scenario_from_options
 from suite.target import (
     TargetError,
@@ -63,6 +66,8 @@ class SuiteRun:
         self.runner = environment.runner
         self.gateway: GatewayProcess | None = None
         self.shape: ScenarioShape | None = None
+        self.profiler: ProfilerProcess | None = None
+        self.peak_workers = 0  # the summary is written again at quitting, workers gone by then
         try:
             self.scenario = self.load_scenario()
             environment.target_profile = load_profile(self.options.target_profile)
@@ -83,6 +88,8 @@ class SuiteRun:
             environment, self.recorder, self.counters, self.describe, self.report_dir
         )
         self.monitor = self.build_monitor()
+        if environment.web_ui is not None:
+            install_live_view(environment, self.monitor)
         self.health = GeneratorHealth(environment, record=self.monitor.record)
         environment.events.test_start.add_listener(self.on_test_start)
         environment.events.quitting.add_listener(self.on_quitting)
@@ -117,18 +124,53 @@ class SuiteRun:
             metrics_url=metrics_url or host.rstrip("/") + "/metrics",
             agent_url=options.monitor_agent or None,
             include_children=options.monitor_children,
+            rules=self.alert_rules(),
             users=lambda: self.runner.user_count,
         )
 
+    def alert_rules(self) -> AlertRules:
+        """The criteria file's `alerts:`; the leak window follows the scenario's planned length."""
+        try:
+            return load_alert_rules(CONF_DIR / self.scenario.criteria, self.scenario.duration_s())
+        except ValueError as exc:
+            fail(str(exc))
+            raise  # unreachable: fail() exits
+
     def on_test_start(self, **_: Any) -> None:
+        self.peak_workers = 0
         # After RunRecord's own test_start listener: the run's folder exists by now.
         if self.record.folder is not None:
+            self.monitor.rules = self.alert_rules()  # the scenario may have changed (web UI)
             self.monitor.start(self.record.folder / "samples.csv")
+            self.start_profiler(self.record.folder / "gateway-profile.svg")
+
+    def start_profiler(self, out: Path) -> None:
+        """`--profile-gateway`: py-spy records the gateway's flame graph for the run."""
+        if not self.options.profile_gateway:
+            return
+        if self.profiler is not None:
+            self.profiler.stop()
+        if self.monitor.process is None:
+            print(
+                "profile: the gateway's pid is unknown (--target-pid): not profiled",
+                file=sys.stderr,
+            )
+            return
+        planned = self.scenario.duration_s()  # None for a burst: bounded by its timeout
+        if planned is None:
+            planned = getattr(self.scenario.load, "timeout", 600.0) * self.scenario.time_scale
+        self.profiler = ProfilerProcess(self.monitor.process.process.pid, planned + 5, out)
 
     def report_dir(self, started: float) -> Path:
         if self.options.report_dir:
             return Path(self.options.report_dir)
         return default_report_dir(self.options.scenario, started)
+
+    def workers(self) -> int:
+        if not isinstance(self.runner, MasterRunner):
+            return 1
+        self.peak_workers = max(self.peak_workers, len(self.runner.clients))
+        return self.peak_workers
 
     def describe(self) -> dict[str, Any]:
         scenario = self.scenario
@@ -140,7 +182,7 @@ class SuiteRun:
             "time_scale": scenario.time_scale,
             "target": self.environment.host,
             "embedded_target": self.gateway is not None,
-            "workers": len(self.runner.clients) if isinstance(self.runner, MasterRunner) else 1,
+            "workers": self.workers(),
         }
         if isinstance(shape, ArrivalShape):
             run["arrivals"] = shape.counters().as_dict()
@@ -150,6 +192,8 @@ class SuiteRun:
         return run
 
     def on_quitting(self, **_: Any) -> None:
+        if self.profiler is not None:
+            self.profiler.stop()  # before the gateway: py-spy writes the graph on SIGINT
         self.monitor.stop()
         if self.gateway is not None:
             self.gateway.stop()

@@ -41,6 +41,7 @@ def test_constant_rate_holds_at_the_server(start_gateway, locust_runner):
     run = locust_runner.run(arrivals("    - {duration: 20s, arrival_rate: 200}"), gateway.url)
     assert run.returncode == 0, run.stderr[-2000:]
     counted = webhooks_processed(gateway.url)
+    print(f"200/s x 20 s: counted at the server {counted:.0f} of 4000")
     assert abs(counted - 4000) <= 0.02 * 4000, counted
     assert run.results["arrivals"]["dropped"] == 0
     assert run.results["arrivals"]["due"] == 4000
@@ -54,6 +55,7 @@ def test_linear_ramp_delivers_the_expected_total(start_gateway, locust_runner):
     run = locust_runner.run(arrivals(phases), gateway.url)
     assert run.returncode == 0, run.stderr[-2000:]
     counted = webhooks_processed(gateway.url)
+    print(f"ramp 10->100/s over 20 s: counted at the server {counted:.0f} of 1100")
     assert abs(counted - 1100) <= 0.02 * 1100, counted
 
 
@@ -65,6 +67,7 @@ def test_rate_holds_with_a_master_and_two_workers(start_gateway, locust_runner):
     )
     assert run.returncode == 0, run.stderr[-2000:]
     counted = webhooks_processed(gateway.url)
+    print(f"master + 2 workers, 200/s x 20 s: counted at the server {counted:.0f} of 4000")
     assert abs(counted - 4000) <= 0.02 * 4000, counted
     # The master's histograms are the exact sum of both workers'.
     assert run.histogram(WEBHOOK)["count"] == counted
@@ -80,6 +83,8 @@ def test_open_model_sees_the_stalls(start_gateway, locust_runner):
     assert run.returncode == 0, run.stderr[-2000:]
     latency = run.histogram(WEBHOOK, "latency")
     service = run.histogram(WEBHOOK, "service")
+    print(f"stalls: latency p95 {latency['p95_ms']} p99 {latency['p99_ms']} ms; "
+          f"service p95 {service['p95_ms']} p99 {service['p99_ms']} ms")  # fmt: skip
     assert 650 <= latency["p95_ms"] <= 850, latency
     assert 880 <= latency["p99_ms"] <= 1020, latency
     assert latency["count"] == service["count"] == 1000

@@ -1,0 +1,309 @@
+"""Watch a gateway without load: its resources and metrics once a second, live.
+
+    python -m monitors [--url http://127.0.0.1:3000] [--pid N] [--interval 1] [--out DIR]
+                       [--listen-port 8090] [--duration S] [--metrics-url URL|off]
+                       [--agent URL] [--children]
+
+The same sampler as a load run (`ResourceMonitor`), on its own: to watch a gateway under real
+traffic, or before and after a run. The process is `--pid`, or the one listening on the local
+port of `--url`; the metrics are `<url>/metrics`; `--agent` polls a `python -m monitors.agent`
+beside a gateway on another machine. Every sample goes to `DIR/samples.csv` (default
+`reports/monitor-<UTC timestamp>/`) and one compact line on stdout:
+
+    14:02:07 t=12s | rss 71.2 MB | cpu 14.0 % | queue 0 | sessions 212 (ready 180) | ws 4 | alerts -
+
+and is served as JSON (`{"sample": {...}, "alerts": [...], "notes": [...]}`) on 127.0.0.1 only:
+`GET /stream` is a Server-Sent Events stream, one event per sample (1 Hz by default), and
+`GET /sample` the latest one. Ctrl-C or SIGTERM stop it (the samples file is closed, and the
+peaks, means and alerts are written to `DIR/resources.json`); `--duration S` stops it by itself.
+"""
+
+# ruff: noqa: E402
+from gevent import monkey
+
+monkey.patch_all()  # first: httpx, psutil and the file writes all run under gevent
+
+import argparse
+import datetime as dt
+import json
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import gevent
+import psutil
+from gevent.event import Event
+from gevent.pywsgi import WSGIServer
+
+from monitors.process import pid_listening_on
+from monitors.resources import ResourceMonitor
+from monitors.storage import read_samples
+
+USAGE_ERROR = 2
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+KEEPALIVE_S = 15.0
+
+
+class UsageError(Exception):
+    pass
+
+
+class Feed:
+    """The latest payload, and a wake-up for every stream waiting for the next one."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.payload: dict[str, Any] | None = None
+        self.closed = False
+        self._event = Event()
+
+    def publish(self, payload: dict[str, Any]) -> None:
+        self.seq += 1
+        self.payload = payload
+        self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        event, self._event = self._event, Event()
+        event.set()
+
+    def next(self, seq: int, timeout: float) -> tuple[int, dict[str, Any] | None]:
+        """The payload after `seq` (None when `timeout` passes first, or on close)."""
+        if self.seq == seq and not self.closed:
+            self._event.wait(timeout)
+        if self.seq == seq or self.closed:
+            return seq, None
+        return self.seq, self.payload
+
+
+def _figure(sample: dict[str, Any], key: str, unit: str = "", digits: int = 0) -> str:
+    value = sample.get(key)
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value:.{digits}f}{unit}"
+
+
+def compact_line(latest: dict[str, Any], alerts: list[str]) -> str:
+    """One sample as one line: rss, cpu, queue depth, sessions, WebSocket connections, alerts."""
+    now = dt.datetime.now().strftime("%H:%M:%S")
+    rss = _figure(latest, "rss_mb", " MB", 1)
+    if rss == "-":
+        rss = _figure(latest, "target_rss_mb", " MB", 1)
+    sessions = _figure(latest, "sessions_active")
+    if "sessions_ready" in latest:
+        sessions += f" (ready {_figure(latest, 'sessions_ready')})"
+    parts = [
+        f"{now} t={latest.get('t', 0):.0f}s",
+        f"rss {rss}",
+        f"cpu {_figure(latest, 'cpu_pct', ' %', 1)}",
+        f"queue {_figure(latest, 'queue_depth')}",
+        f"sessions {sessions}",
+        f"ws {_figure(latest, 'websocket_connections')}",
+        f"alerts {','.join(alerts) or '-'}",
+    ]
+    return " | ".join(parts)
+
+
+class Watch:
+    """The monitor, its output (stdout lines, new notes on stderr) and its live JSON."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.url = args.url.rstrip("/")
+        self.pid = self.find_pid()
+        metrics_url = None if args.metrics_url == "off" else args.metrics_url
+        self.feed = Feed()
+        self.monitor = ResourceMonitor(
+            pid=self.pid,
+            metrics_url=metrics_url or self.url + "/metrics",
+            agent_url=args.agent or None,
+            include_children=args.children,
+            on_sample=self.on_sample,
+            interval_s=args.interval,
+        )
+        self.notes_shown = 0
+        self.show_notes()
+
+    def find_pid(self) -> int | None:
+        args = self.args
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"--url {args.url!r} is not an http(s) URL")
+        if args.pid is not None:
+            if args.pid <= 0 or not psutil.pid_exists(args.pid):
+                raise UsageError(f"no process with pid {args.pid}")
+            return args.pid
+        if parts.hostname not in LOOPBACK:
+            if not args.agent:
+                warn(f"{parts.hostname} is not this machine: no process figures without --agent")
+            return None
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        pid = pid_listening_on(port)
+        if pid is None:
+            warn(f"nothing visible listens on local port {port}: no process figures (--pid N)")
+        return pid
+
+    def payload(self) -> dict[str, Any]:
+        return {"target": self.url, "pid": self.pid, **self.monitor.live()}
+
+    def on_sample(self, latest: dict[str, Any]) -> None:
+        print(compact_line(latest, sorted(self.monitor.watch.active)), flush=True)
+        self.show_notes()
+        self.feed.publish(self.payload())
+
+    def show_notes(self) -> None:
+        for note in self.monitor.notes[self.notes_shown :]:
+            warn(note)
+        self.notes_shown = len(self.monitor.notes)
+
+    # --- HTTP: /stream (Server-Sent Events), /sample ------------------------------------------
+
+    def app(self, environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        path = environ.get("PATH_INFO", "/").rstrip("/")
+        if environ.get("REQUEST_METHOD") != "GET":
+            return self.respond(start_response, "405 Method Not Allowed", {"error": "get_only"})
+        if path == "/sample":
+            return self.respond(start_response, "200 OK", self.payload())
+        if path == "/stream":
+            start_response(
+                "200 OK",
+                [
+                    ("Content-Type", "text/event-stream"),
+                    ("Cache-Control", "no-cache"),
+                    ("X-Accel-Buffering", "no"),
+                ],
+            )
+            return self.stream()
+        return self.respond(
+            start_response,
+            "404 Not Found",
+            {"error": "not_found", "detail": "GET /stream, /sample"},
+        )
+
+    @staticmethod
+    def respond(start_response: Any, status: str, body: dict[str, Any]) -> Iterator[bytes]:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        start_response(
+            status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        )
+        return iter([data])
+
+    def stream(self) -> Iterator[bytes]:
+        seq = 0
+        if self.feed.payload is not None:
+            seq = self.feed.seq
+            yield sse(self.feed.payload)
+        else:
+            yield b": waiting for the first sample\n\n"
+        while not self.feed.closed:
+            seq, payload = self.feed.next(seq, KEEPALIVE_S)
+            if payload is not None:
+                yield sse(payload)
+            elif not self.feed.closed:
+                yield b": keep-alive\n\n"
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def warn(message: str) -> None:
+    print(f"monitor: {message}", file=sys.stderr, flush=True)
+
+
+def default_out() -> Path:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return PROJECT_ROOT / "reports" / f"monitor-{stamp}"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m monitors",
+        description="Sample a gateway's resources and metrics without load; stream them live.",
+    )
+    parser.add_argument(
+        "--url", default="http://127.0.0.1:3000", help="the gateway (default %(default)s)"
+    )
+    parser.add_argument("--pid", type=int, help="its process (default: the one on --url's port)")
+    parser.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between samples (default 1)"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="folder for samples.csv (default reports/monitor-<timestamp>/)"
+    )
+    parser.add_argument(
+        "--listen-port",
+        type=int,
+        default=8090,
+        help="port on 127.0.0.1 for /stream and /sample (default 8090; 0: any free port)",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=0, help="stop after this many seconds (default: never)"
+    )
+    parser.add_argument(
+        "--metrics-url", default="", help="the Prometheus endpoint (default <url>/metrics; 'off')"
+    )
+    parser.add_argument("--agent", default="", help="URL of a monitors.agent on another machine")
+    parser.add_argument(
+        "--children", action="store_true", help="count the process's children in its samples"
+    )
+    args = parser.parse_args(argv)
+    if args.interval < 0.1:
+        parser.error("--interval must be at least 0.1 s")
+    if args.duration < 0:
+        parser.error("--duration must not be negative")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        watch = Watch(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    server = WSGIServer(("127.0.0.1", args.listen_port), watch.app, log=None)
+    try:
+        server.start()
+    except OSError as exc:
+        print(
+            f"error: cannot listen on 127.0.0.1:{args.listen_port}: {exc.strerror or exc} "
+            "(--listen-port)",
+            file=sys.stderr,
+        )
+        return USAGE_ERROR
+    out = args.out or default_out()
+    samples = out / "samples.csv"
+    stop = Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(signum, stop.set)
+    watch.monitor.start(samples)
+    port = server.server_port
+    pid = f"pid {watch.pid}" if watch.pid else "no process"
+    warn(f"watching {watch.url} ({pid}) every {args.interval:g} s; samples to {samples}")
+    warn(f"live at http://127.0.0.1:{port}/stream (SSE) and /sample; Ctrl-C stops")
+    started = time.monotonic()
+    deadline = started + args.duration if args.duration else float("inf")
+    while not stop.is_set() and time.monotonic() < deadline:
+        stop.wait(min(1.0, deadline - time.monotonic()))
+        watch.show_notes()  # also when there is no sample to print (target unreachable)
+    watch.monitor.stop()
+    watch.feed.close()
+    server.stop(timeout=1)
+    summary = {"target": watch.url, "pid": watch.pid, **watch.monitor.summary()}
+    (out / "resources.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    rows = len(read_samples(samples))
+    warn(f"stopped after {time.monotonic() - started:.0f} s: {rows} samples in {samples}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
