@@ -4,8 +4,9 @@ The plan's monitor calls "5 samples in a row grew" a leak, which noise triggers 
 evades. Here the leak alert looks at a sliding window of memory samples and fires when the
 Theil-Sen slope (the median of all pairwise slopes, robust to spikes) exceeds a growth rate and
 the lower bound of its 95 % confidence interval (from Kendall's S) is above zero: growth that is
-both material and consistent. The final verdict on leaks is the report's, over the whole run;
-this is the early warning.
+both material and consistent, and only over stretches where the load (users and live sessions)
+held still: memory that follows a ramp of load is not a leak. The final verdict on leaks is
+the report's, over the whole run; this is the early warning.
 
 The thresholds come from the criteria file's `alerts:` section (`load_alert_rules`); the window
 is a quarter of the run's planned length, 20 s to 600 s (`leak_window_for`), unless that
@@ -120,12 +121,14 @@ class AlertWatch:
 
     rules: AlertRules = field(default_factory=AlertRules)
     memory: deque[tuple[float, float]] = field(default_factory=deque)
+    load: deque[tuple[float, float]] = field(default_factory=deque)  # (t, users + sessions)
     high_cpu_streak: int = 0
     active: set[str] = field(default_factory=set)
     fired: list[Alert] = field(default_factory=list)
 
     def check(self, t: float, sample: dict[str, Any]) -> list[Alert]:
         new: list[Alert] = []
+        self._track_load(t, sample)
         memory_mb = sample.get("heap_used_mb") or sample.get("rss_mb")
         if memory_mb is not None:
             self._flag(
@@ -151,6 +154,10 @@ class AlertWatch:
         span = window[-1][0] - window[0][0] if window else 0.0
         if len(window) < 10 or span < 0.8 * self.rules.leak_window_s:
             return
+        if not self._steady_load():
+            # Memory that grows with the load (users ramping, sessions opening) is not a leak:
+            # judge only stretches where the load held still.
+            return
         slope, low, _ = theil_sen(thinned(list(window), LEAK_MAX_POINTS))
         per_min = slope * 60
         self._flag(
@@ -158,6 +165,19 @@ class AlertWatch:
             f"memory growing {per_min:.1f} MB/min over the last {span:.0f} s "
             f"(95 % lower bound {low * 60:.1f} MB/min)",
         )  # fmt: skip
+
+    def _track_load(self, t: float, sample: dict[str, Any]) -> None:
+        level = float(sample.get("users") or 0) + float(sample.get("sessions_active") or 0)
+        self.load.append((t, level))
+        while self.load and self.load[0][0] < t - self.rules.leak_window_s:
+            self.load.popleft()
+
+    def _steady_load(self) -> bool:
+        """The load varied by at most a tenth (or one unit) over the leak window."""
+        levels = [level for _, level in self.load]
+        if not levels:
+            return True
+        return max(levels) - min(levels) <= max(1.0, 0.1 * max(levels))
 
     def _flag(self, new: list[Alert], kind: str, on: bool, t: float, message: str) -> None:
         if on and kind not in self.active:

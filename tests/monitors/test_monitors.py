@@ -574,3 +574,16 @@ def test_samples_survive_a_killed_writer(tmp_path: Path) -> None:
         proc.kill()
         proc.wait(10)
     assert [r["rss_mb"] for r in read_samples(path)] == [0.0, 1.0, 2.0]
+
+
+def test_leak_alert_ignores_memory_that_follows_the_load():
+    """Memory growing while users ramp up is load, not a leak; the same growth at a steady
+    load is one."""
+    rules = AlertRules(leak_mb_per_min=1.0, leak_window_s=60.0)
+    ramping, steady = AlertWatch(rules), AlertWatch(rules)
+    for t in range(120):
+        rss = 100.0 + 0.1 * t  # 6 MB/min
+        ramping.check(float(t), {"rss_mb": rss, "users": 10 + 5 * t, "sessions_active": 0})
+        steady.check(float(t), {"rss_mb": rss, "users": 500, "sessions_active": 0})
+    assert [a.kind for a in ramping.fired] == []
+    assert [a.kind for a in steady.fired] == ["possible_leak"]
