@@ -107,7 +107,7 @@ class Gateway:
         # Control characters pass `urlsplit` but make httpx refuse the URL when acks are posted.
         if parts.scheme not in ("http", "https") or not hostname or _CONTROL.search(url):
             raise not_a_url
-        if not self.config.allow_remote_webhooks and not _is_loopback(hostname):
+        if not self.config.allow_remote_webhooks and not is_loopback_host(hostname):
             raise ApiError(
                 400,
                 "webhook_url_not_allowed",
@@ -128,7 +128,8 @@ class Gateway:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """True for "localhost" and loopback addresses (127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:

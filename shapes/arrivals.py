@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from locust.user import User
 
 MSG_START = "arrivals:start"
-MSG_PROGRESS = "arrivals:progress"
 MSG_DRAINED = "arrivals:drained"
 LOCAL_CLIENT = "local"
 TIMER_SLACK_S = 0.002
@@ -178,9 +177,6 @@ class ArrivalPacing:
             user.set_lateness(None)
             counters.in_flight -= 1
             counters.completed += 1
-
-    def idle_users(self) -> int:
-        return sum(len(pool) for pool in self._pools.values())
 
     def _pool(self, class_name: str) -> IdlePool:
         pool = self._pools.get(class_name)

@@ -6,12 +6,12 @@ Load only ever goes to the configured target, and only to loopback unless `--all
 
 from __future__ import annotations
 
-import ipaddress
 import shlex
 import socket
 from urllib.parse import urlsplit
 
 from gateway.process import GatewayProcess, GatewayStartError
+from gateway.state import is_loopback_host
 
 
 class TargetError(ValueError):
@@ -19,13 +19,7 @@ class TargetError(ValueError):
 
 
 def is_loopback_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 def check_target(url: str, allow_remote: bool) -> None:
