@@ -95,8 +95,8 @@ class RunRecord:
         self._stop_greenlets()
 
     def _stop_greenlets(self) -> None:
-        for greenlet in self._greenlets:
-            greenlet.kill(block=False)
+        # Killed and waited for before the CSV files close: the writer must not write to them.
+        gevent.killall(self._greenlets, block=True, timeout=5)
         self._greenlets = []
         if self._csv is not None:
             self._csv.close_files()
