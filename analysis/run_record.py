@@ -1,15 +1,20 @@
-"""The files of one run: a folder with Locust's CSVs (full history) and `summary.json`.
+"""The files of one run: Locust's CSVs (full history), the summary, the timeline, the report.
 
 The folder is `reports/<scenario>-<UTC timestamp>/` unless `--report-dir` names one. Locust's
-CSV writer streams into it from the start of the run; `summary.json` is written when the run
-stops (again a moment later, once workers' last reports are in) and once more at exit.
+CSV writer streams into it from the start of the run (the monitors stream `samples.csv`);
+`summary.json` and `timeline.json` are written when the run stops (again a moment later, once
+workers' last reports are in, and once more at exit), each followed by the report: the
+verdict, `report.json`, `report.md` and `report.html` (`analysis.report`), judged by the copy
+of the criteria file kept in the folder.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,11 +25,15 @@ from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
 from analysis.counters import RunCounters
 from analysis.recorder import RequestRecorder
+from analysis.report import keep_criteria, write_report
+from analysis.run_data import TIMELINE
 from analysis.summary import build_summary
+from analysis.timeline import StageTimeline
 
 if TYPE_CHECKING:
     from locust.env import Environment
 
+log = logging.getLogger("report")
 REPORTS_DIR = Path("reports")
 WORKER_GRACE_S = 1.0
 
@@ -44,12 +53,20 @@ class RunRecord:
         counters: RunCounters,
         describe_run: Callable[[], dict[str, Any]],
         report_dir: Callable[[float], Path],
+        stages: StageTimeline | None = None,
+        criteria_path: Callable[[], Path] | None = None,
+        lang: Callable[[], str] = lambda: "en",
     ) -> None:
         self.environment = environment
         self.recorder = recorder
         self.counters = counters
         self.describe_run = describe_run
         self.report_dir = report_dir
+        self.stages = stages
+        self.criteria_path = criteria_path
+        self.lang = lang
+        self.extra: dict[str, Any] = {}  # recovery probe, abort: kept in timeline.json
+        self.verdict: dict[str, Any] | None = None
         self.folder: Path | None = None
         self.started_at: float | None = None
         self.ended_at: float | None = None
@@ -64,8 +81,13 @@ class RunRecord:
     def on_test_start(self, **_: Any) -> None:
         self._stop_greenlets()
         self.started_at, self.ended_at, self.peak_users = time.time(), None, 0
+        self.extra, self.verdict = {}, None
         self.folder = self.report_dir(self.started_at)
         self.folder.mkdir(parents=True, exist_ok=True)
+        if self.criteria_path is not None:
+            keep_criteria(self.folder, self.criteria_path())
+        if self.stages is not None:
+            self.stages.start()
         self._csv = StatsCSVFileWriter(
             self.environment, PERCENTILES_TO_REPORT, str(self.folder / "locust"), full_history=True
         )
@@ -82,6 +104,8 @@ class RunRecord:
         if self.folder is None:
             return
         self.ended_at = time.time()
+        if self.stages is not None:
+            self.stages.stop(self.ended_at)
         self.write()
         # Cancelled by the next start (_stop_greenlets): it must not write the next run's folder.
         self._greenlets.append(gevent.spawn_later(WORKER_GRACE_S, self.write))
@@ -91,8 +115,30 @@ class RunRecord:
             return
         if self.ended_at is None:
             self.ended_at = time.time()
-        self.write()
+            if self.stages is not None:
+                self.stages.stop(self.ended_at)
         self._stop_greenlets()
+        self.write()
+        self.announce()
+
+    def announce(self) -> None:
+        """The verdict on stderr, and as the process's exit code (0, 1 Failed, 3 Degraded)."""
+        if self.verdict is None or self.folder is None:
+            return
+        reasons = "; ".join(
+            f"{r['name']} {r['value']:g} {r['unit']} (limit {r['op']} {r['limit']:g})".replace(
+                "  ", " "
+            )
+            for r in self.verdict["reasons"]
+        )
+        reasons = "; ".join(filter(None, [reasons, *self.verdict["failures"]]))
+        print(
+            f"verdict: {self.verdict['status'].upper()}{': ' + reasons if reasons else ''}"
+            f" | report: {self.folder / 'report.html'}",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.environment.process_exit_code = int(self.verdict["exit_code"])
 
     def _stop_greenlets(self) -> None:
         # Killed and waited for before the CSV files close: the writer must not write to them.
@@ -117,11 +163,30 @@ class RunRecord:
             stats=runner.stats, book=self.recorder.book, counters=self.counters, run=run
         )
 
+    def timeline(self) -> dict[str, Any]:
+        return {
+            "windows": self.recorder.windows.encode(),
+            "stages": self.stages.stages if self.stages is not None else [],
+            **self.extra,
+        }
+
     def write(self) -> Path | None:
+        """The summary and the timeline, then the report from them (as `make report` would)."""
         if self.folder is None:
             return None
         path = self.folder / "summary.json"
-        partial = path.with_suffix(".json.partial")
-        partial.write_text(json.dumps(self.summary(), indent=2) + "\n", encoding="utf-8")
-        os.replace(partial, path)  # readers never see half a file
+        _write_json(path, self.summary())
+        _write_json(self.folder / TIMELINE, self.timeline())
+        try:
+            model = write_report(self.folder, lang=self.lang())
+        except Exception as exc:  # the data is on disk: `make report` can try again
+            log.exception("the report could not be rendered: %s", exc)
+            return path
+        self.verdict = model["verdict"]
         return path
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)  # readers never see half a file

@@ -32,6 +32,7 @@ from locust import LoadTestShape
 from locust.runners import STATE_RUNNING, MasterRunner
 
 from shapes.pacing import ATTRIBUTE, PacedUser, install_pacing
+from shapes.stage import StageMark
 from shapes.timetable import ArrivalPhase, Timetable
 
 if TYPE_CHECKING:
@@ -308,6 +309,13 @@ class ArrivalShape(LoadTestShape):
             f"phase {index + 1}/{phases} | {elapsed:.0f}s/{total_s:.0f}s"
             f" | {timetable.rate_at(elapsed):.0f} arrivals/s | dropped {dropped}"
         )
+
+    def current_stage(self) -> StageMark:
+        timetable = self.timetable
+        index = timetable.phase_index_at(min(self.elapsed(), timetable.duration_s))
+        phase = timetable.phases[index]
+        name = phase.name or f"phase {index + 1}"
+        return StageMark(index, name, "arrivals/s", phase.arrival_rate, phase.end_rate)
 
     def counters(self) -> ArrivalCounters:
         """The run's arrival counters so far (workers report every few seconds)."""

@@ -18,6 +18,7 @@ from locust import LoadTestShape
 from locust.exception import StopUser
 
 from shapes.pacing import PacedUser, install_pacing
+from shapes.stage import StageMark
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -106,6 +107,11 @@ class BurstShape(LoadTestShape):
     def describe(self) -> str:
         state = "fired" if self.fired_at is not None else "getting ready"
         return f"burst {state} | ready {self.ready}/{self.users} | done {self.done}/{self.users}"
+
+    def current_stage(self) -> StageMark:
+        if self.fired_at is None:
+            return StageMark(0, "getting ready", "users", self.users, self.users)
+        return StageMark(1, "burst", "users", self.users, self.users)
 
     def tick(self) -> tuple[int, float, list[type[User]] | None] | None:
         self._register()

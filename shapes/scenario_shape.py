@@ -18,6 +18,7 @@ from shapes.arrivals import ArrivalPacing
 from shapes.burst import BurstPacing
 from shapes.pacing import ClosedLoop, install_pacing
 from shapes.scenario import ArrivalsLoad, BurstLoad, Scenario, load_scenario
+from shapes.stage import StageMark
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -97,9 +98,15 @@ class ScenarioShape(LoadTestShape):
         self.classes = classes
         self.scenario: Scenario | None = None
         self.delegate: LoadTestShape | None = None
+        self.stopped = False
+
+    def stop_now(self) -> None:
+        """End the run at the next tick, as if the plan had ended (criteria abort it)."""
+        self.stopped = True
 
     def reset_time(self) -> None:
         super().reset_time()
+        self.stopped = False
         self.scenario = self.load()
         chosen = configure_users(self.scenario, self.classes)
         self.delegate = self.scenario.build_shape(chosen)
@@ -107,10 +114,16 @@ class ScenarioShape(LoadTestShape):
         self.delegate.reset_time()
 
     def tick(self):
+        if self.stopped:
+            return None
         if self.delegate is None:
             self.reset_time()
         assert self.delegate is not None
         return self.delegate.tick()
+
+    def current_stage(self) -> StageMark | None:
+        current = getattr(self.delegate, "current_stage", None)
+        return current() if current else None
 
     def describe(self) -> str:
         describe = getattr(self.delegate, "describe", None)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from locust import LoadTestShape
 
+from shapes.stage import StageMark
+
 if TYPE_CHECKING:
     from locust.user import User
 
@@ -81,6 +83,13 @@ class StagesShape(LoadTestShape):
             f"stage {index + 1}/{len(self.stages.stages)} | {t:.0f}s/{self.stages.duration_s:.0f}s"
             f" | target {self.stages.users_at(t):.0f} users"
         )
+
+    def current_stage(self) -> StageMark:
+        stages = self.stages
+        index = stages.stage_index_at(min(self.get_run_time(), stages.duration_s))
+        stage = stages.stages[index]
+        before = stages.stages[index - 1].target if index else stages.start_users
+        return StageMark(index, stage.name or f"stage {index + 1}", "users", before, stage.target)
 
     def tick(self) -> tuple[int, float, list[type[User]] | None] | None:
         t = self.get_run_time()

@@ -77,3 +77,9 @@ def add_options(parser: Any) -> None:
         env_var="ALLOW_REMOTE",
         help="allow a target that is not on loopback (load goes only where you point it)",
     )
+    parser.add_argument(
+        "--lang",
+        choices=["en", "pt-BR"],
+        default="en",
+        help="language of the report: en (default) or pt-BR",
+    )

@@ -17,17 +17,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import gevent
 from locust.runners import MasterRunner, WorkerRunner
 
 from analysis.counters import RunCounters
+from analysis.criteria import CriteriaError, CriteriaFile, load_criteria
+from analysis.live_judge import LiveJudge
+from analysis.metrics import is_metric
 from analysis.recorder import RequestRecorder
 from analysis.run_record import RunRecord, default_report_dir
+from analysis.timeline import StageTimeline, window_width_for
 from monitors.alerts import AlertRules, load_alert_rules
 from monitors.generator import GeneratorHealth
 from monitors.live import install_live_view
 from monitors.process import pid_listening_on
 from monitors.profile import ProfilerProcess
 from monitors.progress import print_progress
+from monitors.recovery import probe_recovery
 from monitors.resources import ResourceMonitor
 from shapes.arrivals import ArrivalShape
 from shapes.scenario import CONF_DIR, ScenarioError
@@ -68,12 +74,14 @@ class SuiteRun:
         self.shape: ScenarioShape | None = None
         self.profiler: ProfilerProcess | None = None
         self.peak_workers = 0  # the summary is written again at quitting, workers gone by then
+        self.recovery: gevent.Greenlet | None = None
         try:
             self.scenario = self.load_scenario()
             environment.target_profile = load_profile(self.options.target_profile)
-        except (ScenarioError, ProfileError) as exc:
+            self.criteria = self.load_criteria()
+        except (ScenarioError, ProfileError, CriteriaError) as exc:
             fail(str(exc))
-        self.recorder = RequestRecorder(environment)
+        self.recorder = RequestRecorder(environment, self.window_width)
         self.counters = RunCounters(environment)
         if not isinstance(self.runner, MasterRunner):
             ScenarioPacing(environment, self.load_scenario, user_classes)
@@ -85,13 +93,24 @@ class SuiteRun:
         self.shape.runner = self.runner
         environment.shape_class = self.shape
         self.record = RunRecord(
-            environment, self.recorder, self.counters, self.describe, self.report_dir
+            environment,
+            self.recorder,
+            self.counters,
+            self.describe,
+            self.report_dir,
+            stages=StageTimeline(self.shape.current_stage),
+            criteria_path=self.criteria_path,
+            lang=lambda: self.options.lang,
+        )
+        self.judge = LiveJudge(
+            lambda: self.runner.stats, self.recorder.book, self.counters, self.shape.stop_now
         )
         self.monitor = self.build_monitor()
         if environment.web_ui is not None:
             install_live_view(environment, self.monitor)
         self.health = GeneratorHealth(environment, record=self.monitor.record)
         environment.events.test_start.add_listener(self.on_test_start)
+        environment.events.test_stop.add_listener(self.on_test_stop)
         environment.events.quitting.add_listener(self.on_quitting)
         if getattr(self.options, "headless", False):
             print_progress(environment, self.shape.describe, lambda: self.scenario.name)
@@ -99,6 +118,16 @@ class SuiteRun:
     def load_scenario(self):
         self.scenario = scenario_from_options(self.environment, self.classes)
         return self.scenario
+
+    def criteria_path(self) -> Path:
+        return CONF_DIR / self.scenario.criteria
+
+    def load_criteria(self) -> CriteriaFile:
+        return load_criteria(self.criteria_path(), is_metric)
+
+    def window_width(self) -> float:
+        """The width of the run's time windows, from the scenario's planned length."""
+        return window_width_for(self.load_scenario().duration_s())
 
     def prepare_target(self) -> None:
         try:
@@ -139,8 +168,13 @@ class SuiteRun:
     def on_test_start(self, **_: Any) -> None:
         self.peak_workers = 0
         # After RunRecord's own test_start listener: the run's folder exists by now.
+        try:
+            self.criteria = self.load_criteria()  # the scenario may have changed (web UI)
+        except CriteriaError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+        self.judge.start(list(self.criteria.criteria))
         if self.record.folder is not None:
-            self.monitor.rules = self.alert_rules()  # the scenario may have changed (web UI)
+            self.monitor.rules = self.alert_rules()
             self.monitor.start(self.record.folder / "samples.csv")
             self.start_profiler(self.record.folder / "gateway-profile.svg")
 
@@ -160,6 +194,23 @@ class SuiteRun:
         if planned is None:
             planned = getattr(self.scenario.load, "timeout", 600.0) * self.scenario.time_scale
         self.profiler = ProfilerProcess(self.monitor.process.process.pid, planned + 5, out)
+
+    def on_test_stop(self, **_: Any) -> None:
+        self.judge.stop()
+        if self.judge.aborted is not None:
+            self.record.extra["aborted"] = self.judge.aborted
+        url = self.health_url()
+        if url is not None:
+            self.recovery = gevent.spawn(self.probe, url)
+
+    def health_url(self) -> str | None:
+        spec = self.environment.target_profile.requests.get("health")
+        if spec is None or not self.environment.host:
+            return None
+        return self.environment.host.rstrip("/") + spec.path
+
+    def probe(self, url: str) -> None:
+        self.record.extra["recovery"] = probe_recovery(url)
 
     def report_dir(self, started: float) -> Path:
         if self.options.report_dir:
@@ -192,6 +243,8 @@ class SuiteRun:
         return run
 
     def on_quitting(self, **_: Any) -> None:
+        if self.recovery is not None:
+            self.recovery.join(timeout=15)  # before the gateway stops: the probe needs it
         if self.profiler is not None:
             self.profiler.stop()  # before the gateway: py-spy writes the graph on SIGINT
         self.monitor.stop()

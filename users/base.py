@@ -65,9 +65,12 @@ class ScenarioUser(FastHttpUser):
 
     @staticmethod
     def failure_reason(response: Any) -> str:
-        """ "HTTP 503", or the connection error when there was no HTTP answer at all."""
+        """ "HTTP 503", "HTTP 503 with Retry-After" (a refusal that says when to come back), or
+        the connection error when there was no HTTP answer at all."""
         if not response.status_code:
             return f"no answer: {response.error!r}" if response.error else "no answer"
+        if response.headers and response.headers.get("Retry-After"):
+            return f"HTTP {response.status_code} with Retry-After"
         return f"HTTP {response.status_code}"
 
     def call(self, role: str, auth_key: str | None, **values: Any) -> Any:

@@ -1,0 +1,201 @@
+"""Bottlenecks found in a run's data, each with its evidence and a recommendation.
+
+Every finding is a rule over measured numbers; none is printed without the numbers that
+triggered it. A finding has a `kind` (which names its text and recommendation in the report's
+message catalogue, so that it can be rendered in any language), the `evidence` (numbers, and the
+time range when there is one) and, for JSON readers, the English `text`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.criteria import Judgement
+from analysis.metrics import RunMetrics
+
+CORRELATION = 0.7  # rank correlation of windowed p95 with queue depth
+THROTTLED_SHARE = 0.2
+EVENT_LOOP_LAG_MS = 100.0
+GENERATOR_CPU = 90.0
+
+
+def find_bottlenecks(metrics: RunMetrics, judgements: list[Judgement]) -> list[dict[str, Any]]:
+    found = [
+        latency_with_queue(metrics),
+        cpu_saturation(metrics, judgements),
+        per_session_memory(metrics, judgements),
+        memory_leak(metrics),
+        websocket_failures(metrics),
+        throttling(metrics),
+        errors(metrics, judgements),
+        event_loop_lag(metrics),
+        generator_limited(metrics),
+    ]
+    return [f for f in found if f is not None]
+
+
+def _finding(kind: str, **evidence: Any) -> dict[str, Any]:
+    return {"kind": kind, "evidence": evidence}
+
+
+def _violated(judgements: list[Judgement], metric: str) -> Judgement | None:
+    return next(
+        (j for j in judgements if j.metric == metric and j.status in ("fail", "degrade")), None
+    )
+
+
+def latency_with_queue(metrics: RunMetrics) -> dict[str, Any] | None:
+    run = metrics.run
+    queue = run.column("queue_depth")
+    if queue.empty or queue.max() < 10:
+        return None
+    width = run.windows.width_s
+    rows = []
+    for index, window in sorted(run.windows.windows.items()):
+        if window.requests < 5:
+            continue
+        start = index * width
+        depth = queue[(queue.index >= start - 1) & (queue.index < start + width + 1)]
+        if depth.empty:
+            continue
+        p95 = window.histogram.get_value_at_percentile(95) / 1000
+        rows.append((start, float(depth.mean()), p95))
+    if len(rows) < 8:
+        return None
+    frame = pd.DataFrame(rows, columns=["t", "queue", "p95"])
+    rho = frame["queue"].rank().corr(frame["p95"].rank())
+    if not np.isfinite(rho) or rho < CORRELATION:
+        return None
+    low = frame[frame["queue"] <= frame["queue"].quantile(0.25)]
+    high = frame[frame["queue"] >= frame["queue"].quantile(0.75)]
+    if high["p95"].median() < 2 * max(low["p95"].median(), 0.001):
+        return None
+    return _finding(
+        "latency_with_queue",
+        correlation=round(float(rho), 2),
+        queue_low=round(float(low["queue"].median()), 1),
+        p95_low_ms=round(float(low["p95"].median()), 1),
+        queue_high=round(float(high["queue"].median()), 1),
+        p95_high_ms=round(float(high["p95"].median()), 1),
+        from_unix=float(high["t"].min()),
+        to_unix=float(high["t"].max() + width),
+    )
+
+
+def cpu_saturation(metrics: RunMetrics, judgements: list[Judgement]) -> dict[str, Any] | None:
+    violated = _violated(judgements, "cpu_pct")
+    if violated is None or violated.value is None:
+        return None
+    cpu = metrics.run.column("cpu_pct")
+    hot = cpu[cpu > violated.limit]
+    return _finding(
+        "cpu_saturation",
+        sustained_pct=violated.value,
+        limit_pct=violated.limit,
+        seconds_above=len(hot),
+        from_unix=float(hot.index.min()) if not hot.empty else None,
+        to_unix=float(hot.index.max()) if not hot.empty else None,
+    )
+
+
+def per_session_memory(metrics: RunMetrics, judgements: list[Judgement]) -> dict[str, Any] | None:
+    violated = _violated(judgements, "memory_per_session_mb")
+    estimate = metrics.memory_per_session
+    if violated is None or not estimate.get("estimated"):
+        return None
+    return _finding(
+        "memory_per_session",
+        mb=estimate["mb"],
+        low_mb=estimate["low_mb"],
+        high_mb=estimate["high_mb"],
+        limit_mb=violated.limit,
+        sessions_low=estimate["sessions_range"][0],
+        sessions_high=estimate["sessions_range"][1],
+    )
+
+
+def memory_leak(metrics: RunMetrics) -> dict[str, Any] | None:
+    leak = metrics.leak
+    if not leak.get("detected"):
+        return None
+    return _finding(
+        "memory_leak",
+        mb_per_hour=leak["mb_per_hour"],
+        low_mb_per_hour=leak["low_mb_per_hour"],
+        growth_mb=leak["growth_mb"],
+        from_unix=leak["from_unix"],
+        to_unix=leak["to_unix"],
+    )
+
+
+def websocket_failures(metrics: RunMetrics) -> dict[str, Any] | None:
+    websocket = metrics.run.summary.get("websocket") or {}
+    failed = websocket.get("failed") or 0
+    if not failed:
+        return None
+    open_now = metrics.run.column("websocket_connections")
+    return _finding(
+        "websocket_failures",
+        failed=int(failed),
+        connected=int(websocket.get("connected") or 0),
+        peak_open=float(open_now.max()) if not open_now.empty else websocket.get("peak_open"),
+    )
+
+
+def throttling(metrics: RunMetrics) -> dict[str, Any] | None:
+    messages = metrics.run.summary.get("messages") or {}
+    throttled, accepted = messages.get("throttled") or 0, messages.get("accepted") or 0
+    if not throttled or throttled / (throttled + accepted) < THROTTLED_SHARE:
+        return None
+    return _finding(
+        "throttling",
+        throttled=int(throttled),
+        accepted=int(accepted),
+        share_pct=round(100 * throttled / (throttled + accepted), 1),
+    )
+
+
+def errors(metrics: RunMetrics, judgements: list[Judgement]) -> dict[str, Any] | None:
+    violated = _violated(judgements, "error_rate_pct")
+    if violated is None:
+        return None
+    top = sorted(
+        metrics.run.summary.get("errors") or [], key=lambda e: -int(e.get("occurrences", 0))
+    )
+    first = top[0] if top else {}
+    return _finding(
+        "errors",
+        error_rate_pct=violated.value,
+        limit_pct=violated.limit,
+        top_error=str(first.get("error", "?")),
+        top_request=f"{first.get('method', '')} {first.get('name', '')}".strip(),
+        top_occurrences=int(first.get("occurrences", 0)),
+    )
+
+
+def event_loop_lag(metrics: RunMetrics) -> dict[str, Any] | None:
+    for name in ("eventloop_lag_p99_ms", "eventloop_lag_ms"):
+        lag = metrics.run.column(name)
+        if not lag.empty and lag.max() > EVENT_LOOP_LAG_MS:
+            return _finding("event_loop_lag", peak_ms=round(float(lag.max()), 1), metric=name)
+    return None
+
+
+def generator_limited(metrics: RunMetrics) -> dict[str, Any] | None:
+    arrivals = metrics.run.summary.get("arrivals") or {}
+    dropped = int(arrivals.get("dropped") or 0)
+    generators = metrics.run.generators
+    busiest = None
+    if not generators.empty and "cpu_pct" in generators:
+        busiest = float(pd.to_numeric(generators["cpu_pct"], errors="coerce").max())
+    if dropped == 0 and (busiest is None or busiest < GENERATOR_CPU):
+        return None
+    return _finding(
+        "generator_limited",
+        dropped=dropped,
+        due=int(arrivals.get("due") or 0),
+        generator_cpu_pct=round(busiest, 1) if busiest is not None else None,
+    )

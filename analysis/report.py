@@ -1,0 +1,475 @@
+"""The report of a run: the verdict, the tables, the analyses, and their renderings.
+
+`build_report(run, criteria)` turns a run's files (`analysis.run_data`) into one JSON-ready
+model (`report.json`, schema in docs/report-schema.md); `write_report(folder)` renders it with
+the Jinja2 templates of `report_templates/` into `report.html` (self-contained) and
+`report.md`, in English or Brazilian Portuguese. The same function serves the end of a run and
+`make report RUN=...` (`python -m analysis.report`), which re-renders a saved run without
+rerunning it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from analysis.bottlenecks import find_bottlenecks
+from analysis.breaking_point import breaking_point, judge_stages
+from analysis.charts import Series, build_chart
+from analysis.criteria import (
+    CriteriaError,
+    CriteriaFile,
+    Judgement,
+    judge,
+    load_criteria,
+    verdict_of,
+)
+from analysis.memory import rss_series
+from analysis.metrics import RunMetrics, is_metric
+from analysis.run_data import RunData, load_run
+
+SCHEMA_VERSION = 1
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = ROOT / "report_templates"
+DEFAULT_CRITERIA = ROOT / "conf" / "criteria.yaml"
+CRITERIA_COPY = "criteria.yaml"
+LANGUAGES = ("en", "pt-BR")
+MB = 2**20
+
+
+def criteria_for(folder: Path, override: Path | None = None) -> CriteriaFile:
+    """The criteria a run was judged by: its own copy, unless another file is named."""
+    path = override or (folder / CRITERIA_COPY)
+    if not path.is_file():
+        path = DEFAULT_CRITERIA
+    return load_criteria(path, is_metric)
+
+
+def judge_run(metrics: RunMetrics, criteria: CriteriaFile) -> tuple[list[Judgement], list[str]]:
+    """Every criterion that applies to the scenario, judged; and the criteria that did not."""
+    judgements: list[Judgement] = []
+    skipped: list[str] = []
+    scenario = metrics.run.scenario
+    for criterion in criteria.criteria:
+        if not criterion.applies_to(scenario):
+            skipped.append(criterion.name)
+            continue
+        if criterion.scope == "each stage":
+            for stage in metrics.run.stages:
+                value = metrics.stage_value(criterion.metric, stage["started"], stage["ended"])
+                scope = f"stage {stage['index'] + 1} ({stage['name']})"
+                judgements.append(
+                    judge(
+                        criterion,
+                        scope,
+                        value.value,
+                        unit=value.unit,
+                        approximate=value.approximate,
+                        note=value.note,
+                    )
+                )
+            continue
+        value = metrics.value(criterion.metric, criterion.scope)
+        judgements.append(
+            judge(
+                criterion,
+                criterion.scope,
+                value.value,
+                unit=value.unit,
+                approximate=value.approximate,
+                note=value.note,
+            )
+        )
+    return judgements, skipped
+
+
+def _iso_to_unix(text: str | None) -> float | None:
+    return dt.datetime.fromisoformat(text).timestamp() if text else None
+
+
+def _relative(evidence: dict[str, Any], start: float) -> dict[str, Any]:
+    out = dict(evidence)
+    for key in ("from_unix", "to_unix", "at_unix"):
+        if out.get(key) is not None:
+            out[key.replace("_unix", "_s")] = round(out[key] - start, 1)
+    return out
+
+
+def _figure(series, *, scale: float = 1.0) -> dict[str, float] | None:
+    if series.empty:
+        return None
+    return {
+        "peak": round(float(series.max()) * scale, 3),
+        "mean": round(float(series.mean()) * scale, 3),
+    }
+
+
+def resource_rows(run: RunData, judgements: list[Judgement], criteria: CriteriaFile):
+    """The plan's resource table: peak, mean, limit and status of each sampled figure."""
+    cpu_limit = next(
+        (j for j in judgements if j.metric == "cpu_pct" and j.scope == "overall"), None
+    )
+    memory_limit = criteria.alerts.get("memory_mb", 1024.0)
+    _, rss = rss_series(run)
+    disk = run.column("disk_read_bytes_per_s").add(
+        run.column("disk_write_bytes_per_s"), fill_value=0
+    )
+    net = run.column("host_net_sent_bytes_per_s").add(
+        run.column("host_net_recv_bytes_per_s"), fill_value=0
+    )
+    rows = [
+        ("memory_mb", _figure(rss), memory_limit, "max"),
+        ("heap_used_mb", _figure(run.column("heap_used_mb")), None, None),
+        ("cpu_pct", _figure(run.column("cpu_pct")), cpu_limit.limit if cpu_limit else None, "max"),
+        ("disk_io_mb_per_s", _figure(disk, scale=1 / MB), None, None),
+        ("host_network_mb_per_s", _figure(net, scale=1 / MB), None, None),
+        ("connections", _figure(run.column("connections")), None, None),
+        ("threads", _figure(run.column("threads")), None, None),
+        ("open_files", _figure(run.column("open_files")), None, None),
+        ("sessions_active", _figure(run.column("sessions_active")), None, None),
+        ("queue_depth", _figure(run.column("queue_depth")), None, None),
+        ("websocket_connections", _figure(run.column("websocket_connections")), None, None),
+    ]
+    table = []
+    for key, figure, limit, op in rows:
+        if figure is None:
+            continue
+        status = None
+        if limit is not None:
+            # CPU is judged on its sustained level (the criterion); the peak second is shown.
+            if key == "cpu_pct" and cpu_limit is not None:
+                status = cpu_limit.status
+            else:
+                status = "pass" if figure["peak"] <= limit else "degrade"
+        table.append({"resource": key, **figure, "limit": limit, "op": op, "status": status})
+    return table
+
+
+def performance_rows(run: RunData, judgements: list[Judgement]) -> list[dict[str, Any]]:
+    totals = run.summary.get("totals") or {}
+    latency = totals.get("latency") or {}
+    overall = {j.metric: j for j in judgements if j.scope == "overall"}
+
+    def row(key: str, value: Any, unit: str, metric: str | None = None) -> dict[str, Any]:
+        judged = overall.get(metric or key)
+        return {
+            "metric": key,
+            "value": value,
+            "unit": unit,
+            "limit": judged.limit if judged else None,
+            "op": judged.op if judged else None,
+            "status": judged.status if judged else None,
+        }
+
+    rows = [row("requests_per_s", totals.get("requests_per_s"), "/s")]
+    messages = run.summary.get("messages") or {}
+    if messages.get("accepted"):
+        rows.append(
+            row(
+                "messages_per_s_per_session",
+                overall.get("messages_per_s_per_session").value
+                if overall.get("messages_per_s_per_session")
+                else None,
+                "/s",
+            )
+        )
+    for p in ("p50_ms", "p95_ms", "p99_ms"):
+        rows.append(row(p, latency.get(p), "ms"))
+    rows.append(row("error_rate_pct", totals.get("error_rate_pct"), "%"))
+    sessions = overall.get("max_concurrent_sessions")
+    if sessions is not None or not run.column("sessions_active").empty:
+        peak = run.column("sessions_active")
+        rows.append(
+            row("max_concurrent_sessions", float(peak.max()) if not peak.empty else None, "")
+        )
+    return rows
+
+
+def peak_load(run: RunData) -> dict[str, Any]:
+    offered = [max(s["start"], s["end"]) for s in run.stages if s.get("unit") == "arrivals/s"]
+    windows = run.windows
+    achieved = max((w.requests for w in windows.windows.values()), default=0) / windows.width_s
+    return {
+        "users": run.summary.get("peak_users", 0),
+        "arrivals_per_s": max(offered) if offered else None,
+        "requests_per_s": round(achieved, 1),
+        "requests_per_s_window_s": windows.width_s,
+    }
+
+
+def charts(run: RunData, start: float, duration_s: float) -> list[Any]:
+    marks = [(s["started"] - start, s["label"]) for s in run.stages]
+    width = run.windows.width_s
+    items = sorted(run.windows.windows.items())
+    t = [i * width - start for i, _ in items]
+    built = []
+    if items:
+        built.append(
+            build_chart(
+                "throughput",
+                "/s",
+                [
+                    Series("requests/s", t, [w.requests / width for _, w in items], "mean"),
+                    Series("failures/s", t, [w.failures / width for _, w in items], "mean"),
+                ],
+                duration_s,
+                marks,
+            )
+        )
+        built.append(
+            build_chart(
+                "latency",
+                "ms",
+                [
+                    Series(
+                        f"p{p}",
+                        t,
+                        [w.histogram.get_value_at_percentile(p) / 1000 for _, w in items],
+                    )
+                    for p in (50, 95, 99)
+                ],
+                duration_s,
+                marks,
+            )
+        )
+    load = []
+    users = run.column("users")
+    if not users.empty:
+        load.append(Series("users", list(users.index - start), list(users), "max"))
+    offered = [
+        (s["started"] - start, s["ended"] - start, s["start"], s["end"])
+        for s in run.stages
+        if s.get("unit") == "arrivals/s"
+    ]
+    if offered:
+        ts, ys = [], []
+        for a, b, r0, r1 in offered:
+            ts += [a, b]
+            ys += [r0, r1]
+        load.append(Series("arrivals/s", ts, ys, "max"))
+    if load:
+        built.append(build_chart("load", "", load, duration_s, marks))
+    for key, names, unit in (
+        ("cpu", ("cpu_pct",), "%"),
+        ("memory", ("rss_mb", "heap_used_mb"), "MB"),
+        ("queue", ("queue_depth", "sessions_active", "websocket_connections"), ""),
+    ):
+        series = []
+        for name in names:
+            column = run.column(name)
+            if not column.empty:
+                series.append(Series(name, list(column.index - start), list(column), "max"))
+        if series:
+            built.append(build_chart(key, unit, series, duration_s, marks))
+    return built
+
+
+def build_report(run: RunData, criteria: CriteriaFile) -> dict[str, Any]:
+    metrics = RunMetrics(run, criteria.analysis)
+    judgements, skipped = judge_run(metrics, criteria)
+    summary = run.summary
+    extra_failures = []
+    totals = summary.get("totals") or {}
+    if not totals.get("requests"):
+        extra_failures.append("no_requests")
+    aborted = run.extra.get("aborted")
+    if aborted:
+        extra_failures.append("aborted")
+    verdict = verdict_of(judgements, extra_failures)
+    span = run.span()
+    start = span[0] if span else (_iso_to_unix(summary.get("started_at")) or 0.0)
+    stages = judge_stages(metrics, list(criteria.criteria))
+    for stage in stages:
+        stage["from_s"] = round(stage["started"] - start, 1)
+        stage["to_s"] = round(stage["ended"] - start, 1)
+    breaking = breaking_point(metrics, stages, list(criteria.criteria))
+    for signal in breaking.get("broke_first", []):
+        signal["at_s"] = round(signal["at_unix"] - start, 1)
+    findings = [
+        {**f, "evidence": _relative(f["evidence"], start)}
+        for f in find_bottlenecks(metrics, judgements)
+    ]
+    leak = dict(metrics.leak)
+    if leak.get("judged"):
+        leak = _relative(leak, start)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "run": {
+            key: summary.get(key)
+            for key in (
+                "scenario",
+                "description",
+                "model",
+                "target",
+                "embedded_target",
+                "started_at",
+                "ended_at",
+                "duration_s",
+                "partial",
+                "workers",
+                "time_scale",
+                "peak_users",
+            )
+        }
+        | {"peak_load": peak_load(run), "aborted": aborted, "folder": str(run.folder)},
+        "verdict": {
+            "status": verdict.status,
+            "exit_code": verdict.exit_code,
+            "reasons": [j.as_dict() for j in verdict.reasons],
+            "failures": verdict.notes,
+        },
+        "criteria": [j.as_dict() for j in judgements],
+        "not_applicable": skipped,
+        "performance": performance_rows(run, judgements),
+        "resources": resource_rows(run, judgements, criteria),
+        "stages": [{k: v for k, v in s.items() if k != "judgements"} for s in stages],
+        "analysis": {
+            "memory_per_session": metrics.memory_per_session,
+            "leak": leak,
+            "breaking_point": breaking,
+            "window_s": run.windows.width_s,
+            "percentiles": summary.get("percentiles"),
+        },
+        "bottlenecks": findings,
+        "latency": totals.get("latency"),
+        "service": totals.get("service"),
+        "requests": summary.get("requests"),
+        "arrivals": summary.get("arrivals"),
+        "resource_alerts": (summary.get("resources") or {}).get("alerts", []),
+        "notes": (summary.get("resources") or {}).get("notes", []),
+    }
+
+
+# -- rendering ------------------------------------------------------------------------------
+
+
+def load_messages(lang: str) -> dict[str, Any]:
+    if lang not in LANGUAGES:
+        raise ValueError(f"unknown language {lang!r} (known: {', '.join(LANGUAGES)})")
+    catalogue = yaml.safe_load((TEMPLATES / "messages.yaml").read_text(encoding="utf-8"))
+    return catalogue[lang]
+
+
+def number(value: Any, lang: str = "en", digits: int = 2) -> str:
+    """A number as people of `lang` write it: 1,234.5 in English, 1.234,5 in Portuguese."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int) or (
+        isinstance(value, float) and value.is_integer() and abs(value) >= 100
+    ):
+        text = f"{int(value):,}"
+    else:
+        text = f"{value:,.{digits}f}".rstrip("0").rstrip(".") if abs(value) < 1e15 else f"{value:g}"
+    if lang == "pt-BR":
+        text = text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
+    return text
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def render(model: dict[str, Any], run: RunData, lang: str = "en") -> dict[str, str]:
+    messages = load_messages(lang)
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html", "html.j2"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = lambda v, digits=2: number(v, lang, digits)
+
+    def say(key: str, **values: Any) -> str:
+        node: Any = messages
+        for part in key.split("."):
+            node = node.get(part, key) if isinstance(node, dict) else key
+        text = node if isinstance(node, str) else key
+        shown = {k: number(v, lang) if isinstance(v, int | float) else v for k, v in values.items()}
+        return text.format(**shown) if shown else text
+
+    env.globals["t"] = say
+    span = run.span()
+    start = span[0] if span else 0.0
+    duration = float(model["run"].get("duration_s") or (span[1] - span[0] if span else 0.0))
+    context = {"r": model, "lang": lang, "charts": charts(run, start, duration)}
+    return {
+        "report.html": env.get_template("report.html.j2").render(context),
+        "report.md": env.get_template("report.md.j2").render(context),
+    }
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def write_report(
+    folder: Path, criteria_path: Path | None = None, lang: str = "en"
+) -> dict[str, Any]:
+    """Judge and render the run in `folder`; returns the report model (with its verdict)."""
+    folder = Path(folder)
+    run = load_run(folder)
+    criteria = criteria_for(folder, criteria_path)
+    model = build_report(run, criteria)
+    model["lang"] = lang
+    _atomic_write(folder / "report.json", json.dumps(model, indent=2, default=_jsonable) + "\n")
+    for name, text in render(model, run, lang).items():
+        _atomic_write(folder / name, text)
+    return model
+
+
+def keep_criteria(folder: Path, path: Path) -> None:
+    """A copy of the criteria beside the run's data: re-rendering judges by the same rules."""
+    if path.is_file():
+        shutil.copyfile(path, folder / CRITERIA_COPY)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`make report RUN=reports/<dir> [LANG=pt-BR]`: judge and render a saved run again."""
+    import argparse
+    import sys
+
+    from analysis.run_data import RunDataError
+
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.report",
+        description="Judge a saved run and render its report (report.json, .md, .html) again.",
+    )
+    parser.add_argument("run", type=Path, help="the run's folder, e.g. reports/stress-<UTC>")
+    parser.add_argument("--lang", choices=LANGUAGES, default="en", help="report language")
+    parser.add_argument(
+        "--criteria", type=Path, help="judge by this criteria file (default: the run's copy)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        model = write_report(args.run, args.criteria, args.lang)
+    except (RunDataError, CriteriaError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    verdict = model["verdict"]
+    print(f"{verdict['status'].upper()}: {args.run / 'report.html'}")
+    for reason in verdict["reasons"]:
+        limit = f"{reason['op']} {reason['limit']}"
+        print(f"  {reason['name']} ({reason['scope']}): {reason['value']} vs {limit}")
+    for failure in verdict["failures"]:
+        print(f"  {failure}")
+    return int(verdict["exit_code"])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

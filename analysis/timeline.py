@@ -1,0 +1,152 @@
+"""The run over time: HTTP requests in wall-clock windows, and the stages of the plan.
+
+`Windows` counts every HTTP request (not `WS`) in the window of its due time (its intended
+start in open-model runs, so a stall shows where arrivals waited): requests, failures and a
+latency histogram. Windows are wall-clock aligned (`floor(t / width)`), so the windows of
+several workers line up without a common start and add up exactly on the master. Their
+histograms keep 2 significant digits (each value within 1 %): they draw the charts and judge
+the stages; the run's and each request's percentiles come from the 3-digit histograms of
+`analysis.latency`.
+
+`StageTimeline` (master or local runner) notes when the shape enters each stage.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import gevent
+from hdrh.histogram import HdrHistogram
+
+from analysis.latency import HIGHEST_US, LOWEST_US
+from shapes.stage import StageMark
+
+WINDOW_DIGITS = 2
+MOST_WINDOWS = 1000
+NICE_WIDTHS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600)
+
+
+def window_width_for(planned_s: float | None) -> float:
+    """1 s for runs up to ~17 min; wider for longer plans (24 h: 120 s), ≤ 1000 windows."""
+    if not planned_s:
+        return 1.0
+    for width in NICE_WIDTHS_S:
+        if planned_s / width <= MOST_WINDOWS:
+            return float(width)
+    return float(NICE_WIDTHS_S[-1])
+
+
+def new_window_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, WINDOW_DIGITS)
+
+
+class Window:
+    __slots__ = ("failures", "histogram", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.failures = 0
+        self.histogram = new_window_histogram()
+
+
+class Windows:
+    def __init__(self, width_s: float = 1.0) -> None:
+        self.width_s = width_s
+        self.windows: dict[int, Window] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.windows)
+
+    def reset(self, width_s: float) -> None:
+        self.width_s = width_s
+        self.windows.clear()
+
+    def _window(self, index: int) -> Window:
+        window = self.windows.get(index)
+        if window is None:
+            window = self.windows[index] = Window()
+        return window
+
+    def record(self, due: float, latency_ms: float, failed: bool) -> None:
+        window = self._window(math.floor(due / self.width_s))
+        window.requests += 1
+        window.failures += failed
+        window.histogram.record_value(min(HIGHEST_US, max(LOWEST_US, round(latency_ms * 1000))))
+
+    def encode(self) -> dict[str, Any]:
+        return {
+            "width_s": self.width_s,
+            "windows": {
+                str(index): [w.requests, w.failures, w.histogram.encode().decode("ascii")]
+                for index, w in sorted(self.windows.items())
+            },
+        }
+
+    def add_encoded(self, data: dict[str, Any]) -> None:
+        if data.get("width_s") != self.width_s:
+            return  # a worker still on the previous run's width: nothing of this run
+        for index, (requests, failures, text) in data["windows"].items():
+            window = self._window(int(index))
+            window.requests += requests
+            window.failures += failures
+            window.histogram.decode_and_add(text)
+
+    @classmethod
+    def decode(cls, data: dict[str, Any]) -> Windows:
+        windows = cls(float(data["width_s"]))
+        windows.add_encoded(data)
+        return windows
+
+    def between(self, start: float, end: float) -> list[tuple[int, Window]]:
+        """Windows whose start lies in [start, end)."""
+        first, last = math.ceil(start / self.width_s), math.ceil(end / self.width_s)
+        return [(i, w) for i, w in sorted(self.windows.items()) if first <= i < last]
+
+    @staticmethod
+    def total(windows: Iterable[Window]) -> Window:
+        total = Window()
+        for window in windows:
+            total.requests += window.requests
+            total.failures += window.failures
+            total.histogram.add(window.histogram)
+        return total
+
+
+class StageTimeline:
+    """Stage marks with their wall-clock start and end, polled from the shape 4 times a second."""
+
+    def __init__(self, current: Callable[[], StageMark | None]) -> None:
+        self.current = current
+        self.stages: list[dict[str, Any]] = []
+        self._greenlet: gevent.Greenlet | None = None
+
+    def start(self) -> None:
+        self.stop()
+        self.stages = []
+        self._greenlet = gevent.spawn(self._watch)
+
+    def _watch(self) -> None:
+        while True:
+            self.note(time.time())
+            gevent.sleep(0.25)
+
+    def note(self, now: float) -> None:
+        mark = self.current()
+        if mark is None:
+            return
+        last = self.stages[-1] if self.stages else None
+        if last is not None:
+            last["ended"] = now
+            if last["index"] == mark.index and last["name"] == mark.name:
+                return
+        self.stages.append({**mark.as_dict(), "label": mark.label(), "started": now, "ended": now})
+
+    def stop(self, now: float | None = None) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill(block=False)
+            self._greenlet = None
+            if self.stages:
+                self.stages[-1]["ended"] = now or time.time()
