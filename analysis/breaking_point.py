@@ -37,7 +37,13 @@ def judge_stages(metrics: RunMetrics, criteria: list[Criterion]) -> list[dict[st
         for criterion in stage_criteria(criteria):
             value = metrics.stage_value(criterion.metric, start, end)
             judgements.append(
-                judge(criterion, f"stage {stage['index'] + 1}", value.value, unit=value.unit)
+                judge(
+                    criterion,
+                    f"stage {stage['index'] + 1}",
+                    value.value,
+                    value.tolerance_pct,
+                    unit=value.unit,
+                )
             )
         percentiles = {
             f"p{p}_ms": total.histogram.get_value_at_percentile(p) / 1000

@@ -70,8 +70,12 @@ class Criterion(BaseModel):
     def applies_to(self, scenario: str) -> bool:
         return self.scenarios is None or scenario in self.scenarios
 
-    def violated_by(self, value: float) -> bool:
-        return value > self.max if self.max is not None else value < self.limit
+    def violated_by(self, value: float, tolerance_pct: float = 0.0) -> bool:
+        """Beyond the limit by more than the measurement's own precision (`tolerance_pct`)."""
+        margin = abs(self.limit) * tolerance_pct / 100
+        if self.max is not None:
+            return value > self.max + margin
+        return value < self.limit - margin
 
 
 class AnalysisSettings(BaseModel):
@@ -135,10 +139,13 @@ class Judgement:
         return asdict(self)
 
 
-def judge(criterion: Criterion, scope: str, value: float | None, **facts: Any) -> Judgement:
+def judge(
+    criterion: Criterion, scope: str, value: float | None, tolerance_pct: float = 0.0, **facts: Any
+) -> Judgement:
+    """`tolerance_pct`: how precise the value is; within it of the limit is not a violation."""
     if value is None:
         status: Status = "not measured"
-    elif criterion.violated_by(value):
+    elif criterion.violated_by(value, tolerance_pct):
         status = criterion.severity
     else:
         status = "pass"

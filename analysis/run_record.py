@@ -126,9 +126,8 @@ class RunRecord:
         if self.verdict is None or self.folder is None:
             return
         reasons = "; ".join(
-            f"{r['name']} {r['value']:g} {r['unit']} (limit {r['op']} {r['limit']:g})".replace(
-                "  ", " "
-            )
+            f"{r['name']} {r['note'] or format(r['value'], 'g') + ' ' + r['unit']}".strip()
+            + f" (limit {r['op']} {r['limit']:g})"
             for r in self.verdict["reasons"]
         )
         reasons = "; ".join(filter(None, [reasons, *self.verdict["failures"]]))

@@ -26,13 +26,14 @@ from shapes.stage import StageMark
 
 WINDOW_DIGITS = 2
 MOST_WINDOWS = 1000
-NICE_WIDTHS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600)
+NICE_WIDTHS_S = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600)
 
 
 def window_width_for(planned_s: float | None) -> float:
-    """1 s for runs up to ~17 min; wider for longer plans (24 h: 120 s), ≤ 1000 windows."""
+    """The narrowest of `NICE_WIDTHS_S` that keeps the plan within 1000 windows: 0.1 s for a
+    compressed run of a minute, 0.2 s for the 3-min stress ramp, 120 s for 24 h."""
     if not planned_s:
-        return 1.0
+        return 0.5
     for width in NICE_WIDTHS_S:
         if planned_s / width <= MOST_WINDOWS:
             return float(width)
@@ -138,11 +139,16 @@ class StageTimeline:
         if mark is None:
             return
         last = self.stages[-1] if self.stages else None
-        if last is not None:
+        if last is not None and last["index"] == mark.index and last["name"] == mark.name:
             last["ended"] = now
-            if last["index"] == mark.index and last["name"] == mark.name:
-                return
-        self.stages.append({**mark.as_dict(), "label": mark.label(), "started": now, "ended": now})
+            return
+        # Polled: the stage began `into_s` ago, not now (the plan's boundary, to the ms).
+        started = max(now - mark.into_s, last["started"] if last else 0.0)
+        if last is not None:
+            last["ended"] = started
+        self.stages.append(
+            {**mark.as_dict(), "label": mark.label(), "started": started, "ended": now}
+        )
 
     def stop(self, now: float | None = None) -> None:
         if self._greenlet is not None:

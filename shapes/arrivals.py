@@ -312,10 +312,12 @@ class ArrivalShape(LoadTestShape):
 
     def current_stage(self) -> StageMark:
         timetable = self.timetable
-        index = timetable.phase_index_at(min(self.elapsed(), timetable.duration_s))
+        elapsed = min(self.elapsed(), timetable.duration_s)
+        index = timetable.phase_index_at(elapsed)
         phase = timetable.phases[index]
         name = phase.name or f"phase {index + 1}"
-        return StageMark(index, name, "arrivals/s", phase.arrival_rate, phase.end_rate)
+        into = elapsed - timetable.phase_start(index) if self.started_at is not None else 0.0
+        return StageMark(index, name, "arrivals/s", phase.arrival_rate, phase.end_rate, into)
 
     def counters(self) -> ArrivalCounters:
         """The run's arrival counters so far (workers report every few seconds)."""

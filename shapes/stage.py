@@ -7,7 +7,7 @@ report can label it and judge every stage on its own.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Unit = Literal["arrivals/s", "users"]
@@ -20,10 +20,13 @@ class StageMark:
     unit: Unit
     start: float
     end: float
+    into_s: float = field(default=0.0, compare=False)  # how long the stage has been running
 
     def label(self) -> str:
         load = f"{self.start:g}" if self.start == self.end else f"{self.start:g}→{self.end:g}"
         return f"{self.name}: {load} {self.unit}"
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["into_s"]
+        return data

@@ -86,10 +86,12 @@ class StagesShape(LoadTestShape):
 
     def current_stage(self) -> StageMark:
         stages = self.stages
-        index = stages.stage_index_at(min(self.get_run_time(), stages.duration_s))
+        t = min(self.get_run_time(), stages.duration_s)
+        index = stages.stage_index_at(t)
         stage = stages.stages[index]
         before = stages.stages[index - 1].target if index else stages.start_users
-        return StageMark(index, stage.name or f"stage {index + 1}", "users", before, stage.target)
+        name = stage.name or f"stage {index + 1}"
+        return StageMark(index, name, "users", before, stage.target, t - stages.stage_start(index))
 
     def tick(self) -> tuple[int, float, list[type[User]] | None] | None:
         t = self.get_run_time()
