@@ -126,7 +126,7 @@ class RunRecord:
         if self.verdict is None or self.folder is None:
             return
         reasons = "; ".join(
-            f"{r['name']} {r['note'] or format(r['value'], 'g') + ' ' + r['unit']}".strip()
+            f"{r['name']} {_shown(r)}"
             + f" (limit {r['op']} {r['limit']:g})"
             for r in self.verdict["reasons"]
         )
@@ -183,6 +183,12 @@ class RunRecord:
             return path
         self.verdict = model["verdict"]
         return path
+
+
+def _shown(judgement: dict[str, Any]) -> str:
+    if judgement["metric"] == "memory_leak":  # 1 or 0: the growth says more
+        return f"detected ({judgement['note']})"
+    return f"{judgement['value']:g} {judgement['unit']}".strip()
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
