@@ -11,13 +11,14 @@ TARGET ?=
 TIME_SCALE ?= 1
 LOCUST_ARGS ?=
 SCENARIO ?= stress
+REPORT_LANG ?= en
 MONITOR_ARGS ?=
 SCENARIOS := sessions webhooks messages stress endurance
-RUN = $(BIN)/locust -f locustfile.py --time-scale $(TIME_SCALE) $(if $(TARGET),-H $(TARGET)) \
-	$(if $(GATEWAY_ARGS),--gateway-args "$(GATEWAY_ARGS)") $(LOCUST_ARGS)
+LOCUST = $(BIN)/locust -f locustfile.py --time-scale $(TIME_SCALE) $(if $(TARGET),-H $(TARGET)) \
+	$(if $(GATEWAY_ARGS),--gateway-args "$(GATEWAY_ARGS)") --lang $(REPORT_LANG) $(LOCUST_ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint fmt gateway bench clean ui monitor profile $(SCENARIOS)
+.PHONY: help install test test-fast lint fmt gateway bench clean ui monitor profile report $(SCENARIOS)
 
 help: ## List the targets
 	@grep -E '^[a-z -]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 40
@@ -45,19 +46,23 @@ fmt: $(STAMP) ## Format and fix what ruff can
 	$(BIN)/ruff check --fix .
 
 stress: $(STAMP) ## The main job: stress ramp to the breaking point (TARGET=url TIME_SCALE=f)
-	$(RUN) --headless --only-summary --scenario stress
+	$(LOCUST) --headless --only-summary --scenario stress
 
 sessions webhooks messages endurance: $(STAMP) ## Run one plan scenario headless (TARGET=url TIME_SCALE=f)
-	$(RUN) --headless --only-summary --scenario $@
+	$(LOCUST) --headless --only-summary --scenario $@
 
 ui: $(STAMP) ## Locust web UI on :8089; choose the scenario there (TARGET=url)
-	$(RUN) --web-host 127.0.0.1 --web-port 8089
+	$(LOCUST) --web-host 127.0.0.1 --web-port 8089
 
 monitor: $(STAMP) ## Watch a gateway without load, live on :8090/stream (TARGET=url MONITOR_ARGS)
 	$(BIN)/python -m monitors --url $(or $(TARGET),http://127.0.0.1:3000) $(MONITOR_ARGS)
 
 profile: $(STAMP) ## A run with a py-spy flame graph of its gateway (SCENARIO=stress TIME_SCALE=f)
-	$(RUN) --headless --only-summary --scenario $(SCENARIO) --profile-gateway
+	$(LOCUST) --headless --only-summary --scenario $(SCENARIO) --profile-gateway
+
+report: $(STAMP) ## Judge and render a saved run again (RUN=reports/<dir> REPORT_LANG=pt-BR)
+	@test -n "$(RUN)" || (echo "error: give the run's folder: make report RUN=reports/<dir>" >&2; exit 2)
+	$(BIN)/python -m analysis.report "$(RUN)" --lang $(REPORT_LANG)
 
 gateway: $(STAMP) ## Run the reference gateway on port 3000 (GATEWAY_ARGS="--error-rate 0.1")
 	$(BIN)/python -m gateway --port 3000 $(GATEWAY_ARGS)

@@ -38,6 +38,14 @@ class Run:
     elapsed_s: float
     report_dir: Path
     summary: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)  # report.json: verdict and analyses
+
+    @property
+    def verdict(self) -> str | None:
+        return self.report.get("verdict", {}).get("status")
+
+    def reasons(self) -> list[str]:
+        return [r["name"] for r in self.report.get("verdict", {}).get("reasons", [])]
 
     def explain(self) -> str:
         return f"exit {self.returncode} after {self.elapsed_s:.1f} s; stderr tail:\n" + "\n".join(
@@ -65,7 +73,10 @@ def run_command(command: list[str], report_dir: Path, timeout: float) -> Run:
         pytest.fail(f"{' '.join(command)} did not end within {timeout} s:\n{stderr[-3000:]}")
     summary_path = report_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    return Run(proc.returncode, stdout, stderr, time.monotonic() - started, report_dir, summary)
+    report_path = report_dir / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    elapsed = time.monotonic() - started
+    return Run(proc.returncode, stdout, stderr, elapsed, report_dir, summary, report)
 
 
 def locust_command(

@@ -47,9 +47,14 @@ LOCUST_LOG_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+\] \S+/[A-Z]+/locust[\w
 
 
 def check_clean_run(run: Run, scenario: str, time_scale: float = 1.0) -> dict[str, Any]:
-    """Exit code 0, no traceback, and a summary whose own fields are consistent."""
+    """Approved (exit code 0, report written), no traceback, and a summary whose own fields
+    are consistent."""
     assert run.returncode == 0, run.explain()
     assert "Traceback" not in run.stderr, run.explain()
+    assert run.verdict == "approved", run.report.get("verdict")
+    assert "verdict: APPROVED" in run.stderr
+    for name in ("report.html", "report.md", "report.json", "timeline.json"):
+        assert (run.report_dir / name).is_file(), name
     summary = run.summary
     assert summary, f"no summary.json in {run.report_dir}; " + run.explain()
     assert summary["scenario"] == scenario
@@ -280,7 +285,7 @@ def test_injected_error_rate_is_measured(start_gateway, tmp_path):
     # About 10,000 requests (3 x 8.4 s up to 1,000 users): the measured rate's standard deviation
     # is 0.3 points, so the 1-point margin is more than three of them.
     run, gateway = run_scenario(start_gateway, tmp_path, "webhooks", 0.07, "--error-rate", "0.1")
-    assert run.returncode != USAGE_ERROR and "Traceback" not in run.stderr, run.explain()
+    assert "Traceback" not in run.stderr, run.explain()
     totals = run.summary["totals"]
     assert totals["requests"] >= 2000
     assert abs(totals["error_rate_pct"] - 10) <= 1, totals["error_rate_pct"]
@@ -288,6 +293,9 @@ def test_injected_error_rate_is_measured(start_gateway, tmp_path):
     assert agrees(totals["failures"], gateway.faults["error"])
     assert agrees(totals["failures"], gateway.http_requests(status="500"))
     assert {e["error"] for e in run.summary["errors"]} == {"HTTP 500"}
+    # Failed, naming the error-rate criterion, exit code 1.
+    assert run.returncode == 1, run.explain()
+    assert run.verdict == "failed" and "error rate" in run.reasons(), run.report["verdict"]
     pairs = check_agreement(run.summary, gateway, routes=False)
     pairs["failures"] = (totals["failures"], gateway.faults["error"])
     report("error rate", run, pairs, error_rate_pct=totals["error_rate_pct"])

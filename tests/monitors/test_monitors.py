@@ -70,8 +70,8 @@ def least_squares_slope(points: list[tuple[float, float]]) -> float:
     return sxy / sxx
 
 
-def check_run(run: Run) -> None:
-    assert run.returncode == 0, run.explain()
+def check_run(run: Run, exit_code: int = 0) -> None:
+    assert run.returncode == exit_code, run.explain()
     assert "Traceback" not in run.stderr, run.explain()
     assert run.summary, f"no summary.json in {run.report_dir}; " + run.explain()
 
@@ -142,7 +142,7 @@ def rss_slope_mb_per_min(rows: list[dict[str, Any]]) -> tuple[float, float, floa
 @pytest.mark.slow
 def test_leak_alert_fires_when_memory_leaks(endurance_runs) -> None:
     run, rows = endurance_runs["on"]
-    check_run(run)
+    check_run(run, exit_code=1)  # the report's verdict: Failed, for the leak
     resources = run.summary["resources"]
     assert resources["alert_rules"]["leak_window_s"] == pytest.approx(20.0)
     assert resources["alert_rules"]["leak_mb_per_min"] == pytest.approx(1.0)
@@ -154,6 +154,30 @@ def test_leak_alert_fires_when_memory_leaks(endurance_runs) -> None:
     slope, low, high = rss_slope_mb_per_min(rows)
     print(f"\nleak on: RSS {slope:.2f} MB/min (95 % {low:.2f}-{high:.2f}); alert {leaks[0]}")
     assert low > 1.0
+
+
+@pytest.mark.slow
+def test_report_fails_a_leaking_gateway_and_clears_a_sound_one(endurance_runs) -> None:
+    """The whole-run leak analysis (not the live alert): Failed naming the leak when the gateway
+    retains memory per message, and no leak found (and Approved) when it does not."""
+    on, _ = endurance_runs["on"]
+    assert on.verdict == "failed", on.report["verdict"]
+    assert on.reasons() == ["memory leak"], on.report["verdict"]
+    leak = on.report["analysis"]["leak"]
+    assert leak["detected"] and leak["low_mb_per_hour"] > leak["threshold_mb_per_hour"], leak
+    assert any(f["kind"] == "memory_leak" for f in on.report["bottlenecks"])
+    assert "verdict: FAILED: memory leak detected" in on.stderr
+
+    off, _ = endurance_runs["off"]
+    leak = off.report["analysis"]["leak"]
+    assert leak["judged"] and not leak["detected"], leak
+    assert off.verdict == "approved", off.report["verdict"]
+    assert not any(f["kind"] == "memory_leak" for f in off.report["bottlenecks"])
+    print(
+        f"\nreport: leak on {on.report['analysis']['leak']['mb_per_hour']:+.1f} MB/h, "
+        f"off {leak['mb_per_hour']:+.1f} MB/h (95 % {leak['low_mb_per_hour']:+.1f} to "
+        f"{leak['high_mb_per_hour']:+.1f}; threshold {leak['threshold_mb_per_hour']:g})"
+    )
 
 
 @pytest.mark.slow
