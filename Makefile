@@ -74,6 +74,7 @@ bench: $(STAMP) ## Benchmarks, written to docs/benchmarks.md (installs wrk and n
 	$(BIN)/python -m bench.gateway
 	$(BIN)/python -m bench.arrivals
 	$(BIN)/python -m bench.monitors
+	$(BIN)/python -m bench.report
 
 clean: ## Remove .venv, caches and reports
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis reports
