@@ -20,11 +20,20 @@ from analysis.criteria import Criterion, Judgement, judge
 from analysis.metrics import STAGE, RunMetrics
 
 QUEUE_FLOOR = 50  # a queue this short is not "growing", whatever its ratio
-GRACEFUL = re.compile(r"^HTTP (4\d\d|503 with Retry-After)\b")
+# Searched, not matched: a master's errors arrive from workers as reprs,
+# "CatchResponseError('HTTP 503 with Retry-After')".
+GRACEFUL = re.compile(r"\bHTTP (4\d\d|503 with Retry-After)\b")
 
 
-def stage_criteria(criteria: list[Criterion]) -> list[Criterion]:
-    return [c for c in criteria if c.metric in STAGE and c.scope in ("overall", "each stage")]
+def stage_criteria(criteria: list[Criterion], scenario: str | None = None) -> list[Criterion]:
+    """The criteria a stage can be judged by (for `scenario`, when given)."""
+    return [
+        c
+        for c in criteria
+        if c.metric in STAGE
+        and c.scope in ("overall", "each stage")
+        and (scenario is None or c.applies_to(scenario))
+    ]
 
 
 def judge_stages(metrics: RunMetrics, criteria: list[Criterion]) -> list[dict[str, Any]]:
@@ -34,7 +43,7 @@ def judge_stages(metrics: RunMetrics, criteria: list[Criterion]) -> list[dict[st
         start, end = stage["started"], stage["ended"]
         total = metrics.window_total(start, end)
         judgements: list[Judgement] = []
-        for criterion in stage_criteria(criteria):
+        for criterion in stage_criteria(criteria, metrics.run.scenario):
             value = metrics.stage_value(criterion.metric, start, end)
             judgements.append(
                 judge(
@@ -106,8 +115,8 @@ def _brief(stage: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: stage[k] for k in keys}
 
 
-def _limit(criteria: list[Criterion], metric: str, default: float) -> float:
-    for criterion in stage_criteria(criteria):
+def _limit(criteria: list[Criterion], metric: str, default: float, scenario: str) -> float:
+    for criterion in stage_criteria(criteria, scenario):
         if criterion.metric == metric and criterion.max is not None:
             return criterion.max
     return default
@@ -121,10 +130,10 @@ def first_crossings(
     run = metrics.run
     width = run.windows.width_s
     found: list[dict[str, Any]] = []
-    error_limit = _limit(criteria, "error_rate_pct", 5.0)
+    error_limit = _limit(criteria, "error_rate_pct", 5.0, run.scenario)
     latency_limits = [
         (c.metric, c.max)
-        for c in stage_criteria(criteria)
+        for c in stage_criteria(criteria, run.scenario)
         if c.metric.startswith("p") and c.max is not None
     ]
     seen: set[str] = set()
@@ -141,7 +150,7 @@ def first_crossings(
             if "latency" not in seen and value > limit:
                 seen.add("latency")
                 found.append(_signal("latency", at, start, value, limit, "ms", metric=metric))
-    cpu_limit = _limit(criteria, "cpu_pct", 80.0)
+    cpu_limit = _limit(criteria, "cpu_pct", 80.0, run.scenario)
     cpu = run.column("cpu_pct")
     cpu = cpu[(cpu.index >= start) & (cpu.index < end)]
     hot = cpu[cpu > cpu_limit]
@@ -180,7 +189,7 @@ def graceful(summary: dict[str, Any]) -> dict[str, Any]:
     kinds: dict[str, int] = {}
     for error in summary.get("errors") or []:
         text, count = str(error.get("error", "")), int(error.get("occurrences", 0))
-        if GRACEFUL.match(text):
+        if GRACEFUL.search(text):
             told += count
         else:
             untold += count

@@ -103,6 +103,8 @@ def load_criteria(path: Path, metrics: Callable[[str], bool] | None = None) -> C
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise CriteriaError(f"{path}: cannot read the criteria file ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise CriteriaError(f"{path}: not UTF-8 text") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
@@ -111,7 +113,7 @@ def load_criteria(path: Path, metrics: Callable[[str], bool] | None = None) -> C
         parsed = CriteriaFile.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"])
+        where = ".".join(str(p) for p in error["loc"]) or "the file"
         raise CriteriaError(f"{path}: {where}: {error['msg']}") from exc
     for criterion in parsed.criteria:
         if metrics is not None and not metrics(criterion.metric):

@@ -376,12 +376,16 @@ def number(value: Any, lang: str = "en", digits: int = 2) -> str:
         return "—"
     if isinstance(value, bool):
         return str(value)
-    if isinstance(value, int) or (
-        isinstance(value, float) and value.is_integer() and abs(value) >= 100
-    ):
+    if not math.isfinite(value):
+        return str(value)
+    if isinstance(value, int) or (value.is_integer() and abs(value) >= 100):
         text = f"{int(value):,}"
     else:
-        text = f"{value:,.{digits}f}".rstrip("0").rstrip(".") if abs(value) < 1e15 else f"{value:g}"
+        text = f"{value:,.{digits}f}"
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        if text in ("-0", ""):
+            text = "0"
     if lang == "pt-BR":
         text = text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
     return text

@@ -126,8 +126,7 @@ class RunRecord:
         if self.verdict is None or self.folder is None:
             return
         reasons = "; ".join(
-            f"{r['name']} {_shown(r)}"
-            + f" (limit {r['op']} {r['limit']:g})"
+            f"{r['name']} {_shown(r)}" + f" (limit {r['op']} {r['limit']:g})"
             for r in self.verdict["reasons"]
         )
         reasons = "; ".join(filter(None, [reasons, *self.verdict["failures"]]))
@@ -137,7 +136,9 @@ class RunRecord:
             file=sys.stderr,
             flush=True,
         )
-        self.environment.process_exit_code = int(self.verdict["exit_code"])
+        if getattr(self.environment.parsed_options, "headless", False):
+            # The web UI's process outlives many runs: its exit code is not one run's verdict.
+            self.environment.process_exit_code = int(self.verdict["exit_code"])
 
     def _stop_greenlets(self) -> None:
         # Killed and waited for before the CSV files close: the writer must not write to them.

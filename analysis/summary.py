@@ -9,6 +9,7 @@ section. Rates are over the window from the first to the last request of the run
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from analysis.counters import RunCounters
@@ -16,6 +17,17 @@ from analysis.latency import LatencyBook, describe, merged
 
 SCHEMA_VERSION = 1
 WS = "WS"
+
+
+# A master's errors arrive from workers as reprs: "CatchResponseError('HTTP 503')".
+_WRAPPED = re.compile(r"""^CatchResponseError\((['"])(.*)\1\)$""")
+
+
+def error_text(error: object) -> str:
+    """The failure as the user wrote it, whether it came from this process or a worker."""
+    text = str(error)
+    wrapped = _WRAPPED.match(text)
+    return wrapped.group(2) if wrapped else text
 
 
 def _pct(part: float, whole: float) -> float | None:
@@ -134,7 +146,7 @@ def build_summary(
             {
                 "method": error.method,
                 "name": error.name,
-                "error": str(error.error),
+                "error": error_text(error.error),
                 "occurrences": error.occurrences,
             }
             for error in stats.errors.values()

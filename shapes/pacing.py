@@ -9,7 +9,10 @@ environment, so every run, and every test, gets its own.
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING, Protocol
+
+import gevent
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -33,9 +36,22 @@ class Pacing(Protocol):
 
 
 class ClosedLoop:
-    """k6-style VUs: iterate back to back; the user class's `wait_time` is the think time."""
+    """k6-style VUs: iterate back to back; the user class's `wait_time` is the think time.
+
+    A user's first iteration starts at a random moment within `stagger_s` of its spawn. Locust
+    adds a stage's users in batches, one a second (`shapes.stages`), where k6 adds VUs one by
+    one: 140 users starting in the same instant send 140 requests at once, and the generator's
+    own queue (one core, one request after the other) then shows as 100 ms of "latency" that
+    the gateway never caused. Spread over the second the batch stands for, the ramp is even.
+    """
+
+    def __init__(self, stagger_s: float = 1.0) -> None:
+        self.stagger_s = stagger_s
 
     def run(self, user: PacedUser) -> None:
+        if self.stagger_s > 0 and not getattr(user, "_staggered", False):
+            user._staggered = True  # type: ignore[attr-defined]
+            gevent.sleep(random.uniform(0, self.stagger_s))
         user.iteration()
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import gevent
+from flask import Response
 from locust.runners import MasterRunner, WorkerRunner
 
 from analysis.counters import RunCounters
@@ -108,12 +109,27 @@ class SuiteRun:
         self.monitor = self.build_monitor()
         if environment.web_ui is not None:
             install_live_view(environment, self.monitor)
+            self.install_report_view()
         self.health = GeneratorHealth(environment, record=self.monitor.record)
         environment.events.test_start.add_listener(self.on_test_start)
         environment.events.test_stop.add_listener(self.on_test_stop)
         environment.events.quitting.add_listener(self.on_quitting)
         if getattr(self.options, "headless", False):
             print_progress(environment, self.shape.describe, lambda: self.scenario.name)
+
+    def install_report_view(self) -> None:
+        """`GET /report`: the last run's report.html in the web UI (404 before the first)."""
+        web_ui = self.environment.web_ui
+        base = (getattr(self.options, "web_base_path", "") or "").rstrip("/")
+
+        @web_ui.app.route(f"{base}/report")
+        @web_ui.auth_required_if_enabled
+        def report() -> Response:
+            folder = self.record.folder
+            page = folder / "report.html" if folder is not None else None
+            if page is None or not page.is_file():
+                return Response("no report yet: start a run\n", status=404, mimetype="text/plain")
+            return Response(page.read_text(encoding="utf-8"), mimetype="text/html")
 
     def load_scenario(self):
         self.scenario = scenario_from_options(self.environment, self.classes)

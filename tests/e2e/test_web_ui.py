@@ -186,6 +186,10 @@ def test_web_ui_runs_scenarios_over_its_http_api(web_ui: WebUI) -> None:
     assert second["model"] == "arrivals"
     assert any("sessions" in key for key in second["requests"]), second["requests"].keys()
     assert not any("webhook" in key for key in second["requests"])
+    # The last run's report, judged and rendered, is served by the UI.
+    page = ui.http.get("/report")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "Performance report" in page.text and 'id="verdict"' in page.text
 
     ui.proc.send_signal(signal.SIGTERM)
     try:
