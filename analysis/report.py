@@ -209,7 +209,8 @@ def peak_load(run: RunData) -> dict[str, Any]:
         counts = counts.reindex(range(int(counts.index.min()), int(counts.index.max()) + 1))
     best = counts.fillna(0).rolling(span, min_periods=1).sum().max() if not counts.empty else 0
     return {
-        "users": run.summary.get("peak_users", 0),
+        # In an open model the users are the arrival engine's idle pool, not load.
+        "users": None if offered else run.summary.get("peak_users", 0),
         "arrivals_per_s": max(offered) if offered else None,
         "requests_per_s": round(float(best) / (span * windows.width_s), 1),
         "requests_per_s_window_s": round(span * windows.width_s, 3),
@@ -252,20 +253,20 @@ def charts(run: RunData, start: float, duration_s: float) -> list[Any]:
             )
         )
     load = []
-    users = run.column("users")
-    if not users.empty:
-        load.append(Series("users", list(users.index - start), list(users), "max"))
     offered = [
         (s["started"] - start, s["ended"] - start, s["start"], s["end"])
         for s in run.stages
         if s.get("unit") == "arrivals/s"
     ]
+    users = run.column("users")
     if offered:
         ts, ys = [], []
         for a, b, r0, r1 in offered:
             ts += [a, b]
             ys += [r0, r1]
-        load.append(Series("arrivals/s", ts, ys, "max"))
+        load.append(Series("arrivals/s offered", ts, ys, "max"))
+    elif not users.empty:  # in an open model, users are the idle pool: not load
+        load.append(Series("users", list(users.index - start), list(users), "max"))
     if load:
         built.append(build_chart("load", "", load, duration_s, marks))
     for key, names, unit in (
