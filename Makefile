@@ -12,13 +12,25 @@ TIME_SCALE ?= 1
 LOCUST_ARGS ?=
 SCENARIO ?= stress
 REPORT_LANG ?= en
+PROCESSES ?=
+WORKERS ?= 2
+MASTER ?= 127.0.0.1
+MASTER_PORT ?= 5557
+HEADLESS ?=
+WEB_HOST ?= 127.0.0.1
+PAUSE ?= 30
+SCENARIO_TIMEOUT ?= 600
+BASE ?=
+ALL_ARGS ?=
 MONITOR_ARGS ?=
 SCENARIOS := sessions webhooks messages stress endurance
 LOCUST = $(BIN)/locust -f locustfile.py --time-scale $(TIME_SCALE) $(if $(TARGET),-H $(TARGET)) \
-	$(if $(GATEWAY_ARGS),--gateway-args "$(GATEWAY_ARGS)") --lang $(REPORT_LANG) $(LOCUST_ARGS)
+	$(if $(GATEWAY_ARGS),--gateway-args "$(GATEWAY_ARGS)") --lang $(REPORT_LANG) \
+	$(if $(PROCESSES),--processes $(PROCESSES)) $(LOCUST_ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint fmt gateway bench clean ui monitor profile report $(SCENARIOS)
+.PHONY: help install test test-fast lint fmt gateway bench clean ui monitor profile report \
+	master worker all compare $(SCENARIOS)
 
 help: ## List the targets
 	@grep -E '^[a-z -]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 40
@@ -45,14 +57,31 @@ fmt: $(STAMP) ## Format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-stress: $(STAMP) ## The main job: stress ramp to the breaking point (TARGET=url TIME_SCALE=f)
+stress: $(STAMP) ## The main job: stress ramp to the breaking point (TARGET= TIME_SCALE= PROCESSES=n)
 	$(LOCUST) --headless --only-summary --scenario stress
 
 sessions webhooks messages endurance: $(STAMP) ## Run one plan scenario headless (TARGET=url TIME_SCALE=f)
 	$(LOCUST) --headless --only-summary --scenario $@
 
+all: $(STAMP) ## Every scenario in sequence, PAUSE=30 s apart, SCENARIO_TIMEOUT=600 s each
+	$(BIN)/python -m suite.all --time-scale $(TIME_SCALE) --pause $(PAUSE) \
+		--timeout $(SCENARIO_TIMEOUT) $(if $(TARGET),--target $(TARGET)) --lang $(REPORT_LANG) \
+		$(ALL_ARGS)
+
+compare: $(STAMP) ## A run against a baseline: BASE=reports/<a> RUN=reports/<b>
+	@test -n "$(BASE)" -a -n "$(RUN)" || \
+		(echo "error: make compare BASE=reports/<baseline> RUN=reports/<run>" >&2; exit 2)
+	$(BIN)/python -m analysis.compare "$(BASE)" "$(RUN)"
+
 ui: $(STAMP) ## Locust web UI on :8089; choose the scenario there (TARGET=url)
 	$(LOCUST) --web-host 127.0.0.1 --web-port 8089
+
+master: $(STAMP) ## Locust master for WORKERS=n workers: web UI on WEB_HOST:8089, or HEADLESS=1 SCENARIO=
+	$(LOCUST) --master --master-bind-port $(MASTER_PORT) --expect-workers $(WORKERS) \
+		$(if $(HEADLESS),--headless --only-summary --scenario $(SCENARIO),--web-host $(WEB_HOST) --web-port 8089)
+
+worker: $(STAMP) ## A Locust worker for the master at MASTER=host (MASTER_PORT=5557)
+	$(BIN)/locust -f locustfile.py --worker --master-host $(MASTER) --master-port $(MASTER_PORT)
 
 monitor: $(STAMP) ## Watch a gateway without load, live on :8090/stream (TARGET=url MONITOR_ARGS)
 	$(BIN)/python -m monitors --url $(or $(TARGET),http://127.0.0.1:3000) $(MONITOR_ARGS)

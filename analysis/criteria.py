@@ -26,6 +26,24 @@ Severity = Literal["fail", "degrade"]
 Status = Literal["pass", "fail", "degrade", "not measured"]
 
 APPROVED, DEGRADED, FAILED = "approved", "degraded", "failed"
+CRITERIA_COPY = "criteria.yaml"  # the copy kept in each run's folder, judged by again later
+
+# The metrics a criterion can name (computed by `analysis.metrics`, which keeps to this list):
+# judged over the run or a request, and those that can also be read per stage.
+LATENCY_METRICS = frozenset({"p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms"})
+STAGE_METRICS = frozenset({*LATENCY_METRICS, "error_rate_pct", "requests_per_s", "cpu_pct",
+                           "queue_growth_per_s"})  # fmt: skip
+RUN_METRICS = frozenset({
+    *LATENCY_METRICS, "error_rate_pct", "requests_per_s", "session_failure_pct", "cpu_pct",
+    "memory_mb", "memory_per_session_mb", "memory_leak", "memory_growth_mb_per_h",
+    "max_concurrent_sessions", "messages_per_s_per_session",
+})  # fmt: skip
+
+
+def is_metric(name: str) -> bool:
+    return name in RUN_METRICS or name in STAGE_METRICS
+
+
 EXIT_CODES = {APPROVED: 0, FAILED: 1, DEGRADED: 3}
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.criteria import AnalysisSettings
+from analysis.criteria import RUN_METRICS, STAGE_METRICS, AnalysisSettings, is_metric
 from analysis.memory import leak, memory_per_session, rss_series
 from analysis.run_data import RunData
 from analysis.timeline import Windows
@@ -30,6 +30,7 @@ class Value:
     approximate: bool = False
     note: str = ""
     tolerance_pct: float = 0.0  # the measurement's precision: within it of a limit is a pass
+    demand: float | None = None  # what the run asked for, for a capacity (`min`) criterion
 
 
 class RunMetrics:
@@ -157,7 +158,8 @@ class RunMetrics:
 
     def max_sessions(self, _: str) -> Value:
         sessions = self.run.column("sessions_active")
-        return Value(float(sessions.max()) if not sessions.empty else None)
+        attempted = (self.run.summary.get("sessions") or {}).get("attempted")
+        return Value(float(sessions.max()) if not sessions.empty else None, demand=attempted)
 
     def messages_per_session(self, _: str) -> Value:
         """Messages the gateway accepted per second per live session, at its best sustained
@@ -213,9 +215,8 @@ OVERALL: dict[str, Callable[[RunMetrics, str], Value]] = {
     "messages_per_s_per_session": RunMetrics.messages_per_session,
     **{name: (lambda m, scope, name=name: m.latency(name, scope)) for name in LATENCY},
 }
-STAGE = frozenset({*LATENCY, "error_rate_pct", "requests_per_s", "cpu_pct", "queue_growth_per_s"})
+STAGE = STAGE_METRICS
 METRICS = frozenset({*OVERALL, *STAGE})
 
-
-def is_metric(name: str) -> bool:
-    return name in METRICS
+assert set(OVERALL) == RUN_METRICS, "analysis.criteria.RUN_METRICS names what OVERALL computes"
+__all__ = ["METRICS", "OVERALL", "STAGE", "RunMetrics", "Value", "is_metric"]

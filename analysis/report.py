@@ -14,7 +14,6 @@ import datetime as dt
 import json
 import math
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from analysis.bottlenecks import find_bottlenecks
 from analysis.breaking_point import breaking_point, judge_stages
 from analysis.charts import Series, build_chart
 from analysis.criteria import (
+    CRITERIA_COPY,
     CriteriaError,
     CriteriaFile,
     Judgement,
@@ -35,14 +35,13 @@ from analysis.criteria import (
     verdict_of,
 )
 from analysis.memory import rss_series
-from analysis.metrics import RunMetrics, is_metric
+from analysis.metrics import RunMetrics, Value, is_metric
 from analysis.run_data import RunData, load_run
 
 SCHEMA_VERSION = 1
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "report_templates"
 DEFAULT_CRITERIA = ROOT / "conf" / "criteria.yaml"
-CRITERIA_COPY = "criteria.yaml"
 LANGUAGES = ("en", "pt-BR")
 MB = 2**20
 
@@ -81,6 +80,16 @@ def judge_run(metrics: RunMetrics, criteria: CriteriaFile) -> tuple[list[Judgeme
                 )
             continue
         value = metrics.value(criterion.metric, criterion.scope)
+        if (
+            criterion.min is not None
+            and value.demand is not None
+            and value.demand < criterion.min
+            and (value.value is None or value.value < criterion.min)
+        ):
+            # A capacity the run never asked for (29 sessions against "at least 100") is not
+            # shown to be missing: it was not probed.
+            note = f"the run asked for {value.demand:g} only"
+            value = Value(None, value.unit, note=note)
         judgements.append(
             judge(
                 criterion,
@@ -217,6 +226,21 @@ def peak_load(run: RunData) -> dict[str, Any]:
     }
 
 
+def lost_workers(run: RunData, start: float) -> list[dict[str, Any]]:
+    """Workers the master lost during the run (`suite.workers`), with when and how."""
+    lost = (run.extra.get("workers") or {}).get("lost") or []
+    redealt = bool((run.summary.get("arrivals") or {}).get("lost_workers"))
+    return [
+        {
+            "worker": w["worker"],
+            "at_s": round(w["at_unix"] - start, 1),
+            "how": w.get("how", ""),
+            "arrivals_dealt_again": redealt,
+        }
+        for w in lost
+    ]
+
+
 def charts(run: RunData, start: float, duration_s: float) -> list[Any]:
     marks = [(s["started"] - start, s["label"]) for s in run.stages]
     width = run.windows.width_s
@@ -332,7 +356,12 @@ def build_report(run: RunData, criteria: CriteriaFile) -> dict[str, Any]:
                 "peak_users",
             )
         }
-        | {"peak_load": peak_load(run), "aborted": aborted, "folder": str(run.folder)},
+        | {
+            "peak_load": peak_load(run),
+            "aborted": aborted,
+            "folder": str(run.folder),
+            "workers_lost": lost_workers(run, start),
+        },
         "verdict": {
             "status": verdict.status,
             "exit_code": verdict.exit_code,
@@ -447,12 +476,6 @@ def write_report(
     for name, text in render(model, run, lang).items():
         _atomic_write(folder / name, text)
     return model
-
-
-def keep_criteria(folder: Path, path: Path) -> None:
-    """A copy of the criteria beside the run's data: re-rendering judges by the same rules."""
-    if path.is_file():
-        shutil.copyfile(path, folder / CRITERIA_COPY)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,9 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.timeline import Windows
+from analysis.timeline import TIMELINE, Windows
 
-SUMMARY, TIMELINE, SAMPLES = "summary.json", "timeline.json", "samples.csv"
+SUMMARY, SAMPLES = "summary.json", "samples.csv"
 
 
 class RunDataError(ValueError):
@@ -76,9 +76,24 @@ def load_run(folder: Path) -> RunData:
         except ValueError:
             timeline = {}  # written at the end: a run killed while writing it keeps the rest
     windows = Windows.decode(timeline["windows"]) if "windows" in timeline else Windows()
+    stages = _covering(timeline.get("stages", []), windows)
     gateway, generators = _samples(folder / SAMPLES)
     extra = {k: v for k, v in timeline.items() if k not in ("windows", "stages")}
-    return RunData(folder, summary, windows, timeline.get("stages", []), gateway, generators, extra)
+    return RunData(folder, summary, windows, stages, gateway, generators, extra)
+
+
+def _covering(stages: list[dict[str, Any]], windows: Windows) -> list[dict[str, Any]]:
+    """The first stage stretched back to the first request, the last on to the last one.
+
+    The shape's clock is the master's: workers start a moment after it and stop a moment after
+    it (a thousand users take most of a second to stop), and those requests were load too."""
+    if not stages or not windows.windows:
+        return stages
+    first, last = min(windows.windows), max(windows.windows)
+    stages = [dict(stage) for stage in stages]
+    stages[0]["started"] = min(stages[0]["started"], first * windows.width_s)
+    stages[-1]["ended"] = max(stages[-1]["ended"], (last + 1) * windows.width_s)
+    return stages
 
 
 def _samples(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -24,11 +25,10 @@ import gevent
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
 from analysis.counters import RunCounters
+from analysis.criteria import CRITERIA_COPY
 from analysis.recorder import RequestRecorder
-from analysis.report import keep_criteria, write_report
-from analysis.run_data import TIMELINE
 from analysis.summary import build_summary
-from analysis.timeline import StageTimeline
+from analysis.timeline import TIMELINE, StageTimeline
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -85,7 +85,9 @@ class RunRecord:
         self.folder = self.report_dir(self.started_at)
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.criteria_path is not None:
-            keep_criteria(self.folder, self.criteria_path())
+            criteria = self.criteria_path()
+            if criteria.is_file():  # judged by this copy again by `make report`
+                shutil.copyfile(criteria, self.folder / CRITERIA_COPY)
         if self.stages is not None:
             self.stages.start()
         self._csv = StatsCSVFileWriter(
@@ -177,6 +179,10 @@ class RunRecord:
         path = self.folder / "summary.json"
         _write_json(path, self.summary())
         _write_json(self.folder / TIMELINE, self.timeline())
+        # Imported here: pandas and the report cost every Locust process (workers too) half a
+        # second at start, and only the master renders.
+        from analysis.report import write_report
+
         try:
             model = write_report(self.folder, lang=self.lang())
         except Exception as exc:  # the data is on disk: `make report` can try again

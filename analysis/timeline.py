@@ -24,6 +24,7 @@ from hdrh.histogram import HdrHistogram
 from analysis.latency import HIGHEST_US, LOWEST_US
 from shapes.stage import StageMark
 
+TIMELINE = "timeline.json"  # the run file these are kept in
 WINDOW_DIGITS = 2
 MOST_WINDOWS = 1000
 NICE_WIDTHS_S = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600)

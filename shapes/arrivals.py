@@ -31,7 +31,7 @@ from gevent.event import AsyncResult
 from locust import LoadTestShape
 from locust.runners import STATE_RUNNING, MasterRunner
 
-from shapes.pacing import ATTRIBUTE, PacedUser, install_pacing
+from shapes.pacing import ATTRIBUTE, PacedUser, install_pacing, listen
 from shapes.stage import StageMark
 from shapes.timetable import ArrivalPhase, Timetable
 
@@ -156,7 +156,7 @@ class ArrivalPacing:
         self._deal_id = 0
         runner = environment.runner
         assert runner is not None, "install arrivals once the runner exists (init event)"
-        runner.register_message(MSG_START, self._on_start)
+        listen(runner, MSG_START, self._on_start)
         environment.events.test_start.add_listener(self._on_test_start)
         environment.events.test_stop.add_listener(lambda **_: self.stop())
         environment.events.report_to_master.add_listener(self._on_report_to_master)
@@ -381,7 +381,7 @@ class ArrivalShape(LoadTestShape):
         if self._registered_on is runner:
             return
         self._registered_on = runner
-        runner.register_message(MSG_DRAINED, self._on_drained)
+        listen(runner, MSG_DRAINED, self._on_drained)
         runner.environment.events.worker_report.add_listener(self._on_worker_report)
 
     def _on_drained(self, environment: Environment, msg: Any, **_: Any) -> None:

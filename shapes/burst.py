@@ -17,7 +17,7 @@ from gevent.event import Event
 from locust import LoadTestShape
 from locust.exception import StopUser
 
-from shapes.pacing import PacedUser, install_pacing
+from shapes.pacing import PacedUser, install_pacing, listen
 from shapes.stage import StageMark
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class BurstPacing:
         self.fired_at = 0.0
         runner = environment.runner
         assert runner is not None, "install the burst once the runner exists (init event)"
-        runner.register_message(MSG_FIRE, self._on_fire)
+        listen(runner, MSG_FIRE, self._on_fire)
         environment.events.test_start.add_listener(self._on_test_start)
 
     def run(self, user: PacedUser) -> None:
@@ -124,8 +124,8 @@ class BurstShape(LoadTestShape):
         if self._registered_on is runner:
             return
         self._registered_on = runner
-        runner.register_message(MSG_READY, self._on_ready)
-        runner.register_message(MSG_DONE, self._on_done)
+        listen(runner, MSG_READY, self._on_ready)
+        listen(runner, MSG_DONE, self._on_done)
 
     def _on_ready(self, environment: Environment, msg: Any, **_: Any) -> None:
         self.ready += msg.data["users"]

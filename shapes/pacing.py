@@ -10,7 +10,8 @@ environment, so every run, and every test, gets its own.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import gevent
 
@@ -64,3 +65,14 @@ def pacing_of(user: User) -> Pacing:
 
 
 _CLOSED_LOOP = ClosedLoop()
+
+
+def listen(runner: Any, msg_type: str, listener: Callable[..., None]) -> None:
+    """Route a custom message to `listener`, replacing an earlier listener of the same type.
+
+    Shapes and pacings are rebuilt for every run (the scenario may change in the web UI), and
+    Locust's master rebuilds a shape twice at the first start; `register_message` refuses a
+    second listener, so the newest object takes the message over instead.
+    """
+    runner.custom_messages.pop(msg_type, None)
+    runner.register_message(msg_type, listener)

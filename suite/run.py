@@ -19,12 +19,11 @@ from urllib.parse import urlsplit
 
 import gevent
 from flask import Response
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from analysis.counters import RunCounters
-from analysis.criteria import CriteriaError, CriteriaFile, load_criteria
+from analysis.criteria import CriteriaError, CriteriaFile, is_metric, load_criteria
 from analysis.live_judge import LiveJudge
-from analysis.metrics import is_metric
 from analysis.recorder import RequestRecorder
 from analysis.run_record import RunRecord, default_report_dir
 from analysis.timeline import StageTimeline, window_width_for
@@ -46,6 +45,7 @@ from suite.target import (
     is_loopback_url,
     start_embedded_gateway,
 )
+from suite.workers import WorkerWatch
 from users.profile import ProfileError, load_profile
 
 if TYPE_CHECKING:
@@ -75,6 +75,7 @@ class SuiteRun:
         self.shape: ScenarioShape | None = None
         self.profiler: ProfilerProcess | None = None
         self.peak_workers = 0  # the summary is written again at quitting, workers gone by then
+        self.partial = False  # the process quit while the load was still on (Ctrl-C, SIGTERM)
         self.recovery: gevent.Greenlet | None = None
         try:
             self.scenario = self.load_scenario()
@@ -102,6 +103,9 @@ class SuiteRun:
             stages=StageTimeline(self.shape.current_stage),
             criteria_path=self.criteria_path,
             lang=lambda: self.options.lang,
+        )
+        self.worker_watch = (
+            WorkerWatch(self.runner) if isinstance(self.runner, MasterRunner) else None
         )
         self.judge = LiveJudge(
             lambda: self.runner.stats, self.recorder.book, self.counters, self.shape.stop_now
@@ -183,12 +187,15 @@ class SuiteRun:
 
     def on_test_start(self, **_: Any) -> None:
         self.peak_workers = 0
+        self.partial = False
         # After RunRecord's own test_start listener: the run's folder exists by now.
         try:
             self.criteria = self.load_criteria()  # the scenario may have changed (web UI)
         except CriteriaError as exc:
             print(f"error: {exc}", file=sys.stderr)
         self.judge.start(list(self.criteria.criteria))
+        if self.worker_watch is not None:
+            self.worker_watch.start()
         if self.record.folder is not None:
             self.monitor.rules = self.alert_rules()
             self.monitor.start(self.record.folder / "samples.csv")
@@ -208,11 +215,14 @@ class SuiteRun:
             return
         planned = self.scenario.duration_s()  # None for a burst: bounded by its timeout
         if planned is None:
-            planned = getattr(self.scenario.load, "timeout", 600.0) * self.scenario.time_scale
+            planned = getattr(self.scenario.load, "timeout", 600.0)
         self.profiler = ProfilerProcess(self.monitor.process.process.pid, planned + 5, out)
 
     def on_test_stop(self, **_: Any) -> None:
         self.judge.stop()
+        if self.worker_watch is not None:
+            self.worker_watch.stop()
+            self.record.extra["workers"] = self.worker_watch.as_dict()
         if self.judge.aborted is not None:
             self.record.extra["aborted"] = self.judge.aborted
         url = self.health_url()
@@ -250,6 +260,7 @@ class SuiteRun:
             "target": self.environment.host,
             "embedded_target": self.gateway is not None,
             "workers": self.workers(),
+            "partial": self.partial,
         }
         if isinstance(shape, ArrivalShape):
             run["arrivals"] = shape.counters().as_dict()
@@ -259,6 +270,11 @@ class SuiteRun:
         return run
 
     def on_quitting(self, **_: Any) -> None:
+        # Before RunRecord's own quitting listener (Locust calls them in reverse): the last
+        # summary says whether the run was cut short.
+        self.partial = self.runner.state in (STATE_RUNNING, STATE_SPAWNING)
+        if self.partial and self.worker_watch is not None:
+            self.record.extra["workers"] = self.worker_watch.as_dict()
         if self.recovery is not None:
             self.recovery.join(timeout=15)  # before the gateway stops: the probe needs it
         if self.profiler is not None:

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -224,3 +225,56 @@ def strace_works() -> bool:
         return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+def run_distributed(
+    scenario: str,
+    time_scale: float | None,
+    host: str,
+    report_dir: Path,
+    workers: int = 2,
+    timeout: float = 90,
+    kill_one_after_s: float | None = None,
+) -> Run:
+    """`locust --master` and `workers` workers (`--worker`, no options: they take the
+    scenario from the master) on loopback, bounded. `kill_one_after_s`: SIGKILL one worker
+    that long after the workers started (a generator machine that dies mid-run)."""
+    port = free_port()
+    locust = [sys.executable, "-m", "locust", "-f", "locustfile.py"]
+    master = [
+        *locust, "--master", "--headless", "--only-summary", "--expect-workers", str(workers),
+        "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+        "--report-dir", str(report_dir), "-H", host, "--scenario", scenario,
+        *(["--time-scale", str(time_scale)] if time_scale is not None else []),
+    ]  # fmt: skip
+    result: list[Run] = []
+    thread = threading.Thread(
+        target=lambda: result.append(run_command(master, report_dir, timeout))
+    )
+    thread.start()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        worker = [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+        for _ in range(workers):
+            procs.append(
+                subprocess.Popen(
+                    worker,
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+        if kill_one_after_s is not None:
+            time.sleep(kill_one_after_s)
+            os.killpg(procs[0].pid, signal.SIGKILL)
+        thread.join(timeout + 10)
+    finally:
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+    assert result, "the master did not finish"
+    return result[0]

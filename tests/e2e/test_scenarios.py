@@ -320,15 +320,21 @@ def test_embedded_gateway_is_started_and_stopped(tmp_path):
 def test_make_stress(tmp_path):
     if not shutil.which("make"):
         pytest.skip("no make on this machine")
+    # With PROCESSES=2: Locust's --processes forks a master and two workers on this machine.
     out = tmp_path / "make-stress"
-    command = ["make", "stress", "TIME_SCALE=0.02", f"LOCUST_ARGS=--report-dir {out}"]
+    command = [
+        "make", "stress", "TIME_SCALE=0.02", "PROCESSES=2", f"LOCUST_ARGS=--report-dir {out}"
+    ]  # fmt: skip
     run = run_command(command, out, timeout=120)
     assert run.returncode == 0, run.explain()
     assert (out / "summary.json").is_file()
     assert run.summary["scenario"] == "stress"
     assert run.summary["embedded_target"] is True
     assert run.summary["time_scale"] == pytest.approx(0.02)
+    assert run.summary["workers"] == 2
     assert run.summary["arrivals"]["dropped"] == 0
+    assert run.summary["arrivals"]["due"] == run.summary["totals"]["requests"] > 0
+    assert run.verdict == "approved", run.report.get("verdict")
     print(f"[e2e] make stress: {run.elapsed_s:.1f} s, {run.summary['totals']['requests']} requests")
 
 

@@ -46,12 +46,12 @@ from monitors.prometheus import MetricsScraper, parse_metrics
 from monitors.resources import ResourceMonitor
 from monitors.storage import SampleWriter, read_samples
 from shapes.scenario import CONF_DIR
-from tests.e2e.conftest import ROOT, Run, free_port, run_command, run_locust
+from tests.e2e.conftest import ROOT, Run, free_port, run_locust
 
 FIXTURE = Path(__file__).parent / "fixtures" / "prom_client_node.txt"
 SESSION_KIB = 2048
-# The endurance scenario (24 h) compressed to 45 s: the leak window becomes 20 s.
-ENDURANCE_S = 45.0
+# The endurance scenario (24 h) compressed to 35 s: the leak window becomes 20 s.
+ENDURANCE_S = 35.0
 ENDURANCE_SCALE = ENDURANCE_S / 86_400
 LEAK_KIB_PER_MESSAGE = 20  # about 10 messages/s in that run: about 12 MB/min when on
 BUSY = "while True: pass"
@@ -301,71 +301,7 @@ def test_resource_monitor_samples_a_gateway(gateway: GatewayProcess, tmp_path: P
     assert summary["alerts"] == [] and summary["notes"] == []
 
 
-# --- 4. master and two workers ----------------------------------------------------------------
-
-
-def run_distributed(host: str, report_dir: Path, workers: int = 2, timeout: float = 90) -> Run:
-    """`locust -f locustfile.py --master` and `workers` workers on loopback, bounded."""
-    port = free_port()
-    common = ["--scenario", "webhooks", "--time-scale", "0.05"]
-    locust = [sys.executable, "-m", "locust", "-f", "locustfile.py"]
-    worker_procs: list[subprocess.Popen[bytes]] = []
-    result: list[Run] = []
-
-    def master() -> None:
-        command = [
-            *locust, "--master", "--headless", "--only-summary", "--expect-workers", str(workers),
-            "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-            "--report-dir", str(report_dir), "-H", host, *common,
-        ]  # fmt: skip
-        result.append(run_command(command, report_dir, timeout))
-
-    thread = threading.Thread(target=master)
-    thread.start()
-    try:
-        worker = [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
-        for _ in range(workers):
-            worker_procs.append(
-                subprocess.Popen(
-                    [*worker, *common],
-                    cwd=ROOT,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            )
-        thread.join(timeout + 10)
-    finally:
-        for proc in worker_procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-    assert result, "the master did not finish"
-    return result[0]
-
-
-@pytest.mark.slow
-def test_master_holds_both_workers_generator_samples(
-    gateway: GatewayProcess, tmp_path: Path
-) -> None:
-    run = run_distributed(gateway.url, tmp_path / "run")
-    check_run(run)
-    assert run.summary["workers"] == 2
-    rows = read_samples(run.report_dir / "samples.csv")
-    by_source: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_source.setdefault(row["source"], []).append(row)
-    generators = {s for s in by_source if s.startswith("generator:") and s != "generator:local"}
-    assert len(generators) == 2, sorted(by_source)
-    for source in generators:
-        assert len(by_source[source]) >= 2, source  # one per stats report (every 3 s)
-        assert all(r["rss_mb"] > 10 and r["cpu_pct"] >= 0 for r in by_source[source])
-    assert len(by_source["gateway"]) >= 10  # the master samples the gateway as ever
-    peaks = run.summary["generators"]["peak_cpu_pct"]
-    assert set(peaks) == generators, peaks
-    print(f"\ngenerators' peak CPU: {peaks}")
+# --- 4. master and two workers: tests/e2e/test_distributed.py (the generators' samples) -----
 
 
 # --- 5. units: alerts -------------------------------------------------------------------------

@@ -5,11 +5,16 @@ Each run is bounded (a scenario of a few seconds to 20 s, and a process timeout)
 
 from __future__ import annotations
 
+import concurrent.futures
+from dataclasses import dataclass
+
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.process import GatewayProcess
 from shapes.stages import VUStage, VUStages
+from tests.shapes.conftest import LocustRun, LocustRunner
 
 WEBHOOK = "POST /api/webhook"
 
@@ -35,12 +40,47 @@ def arrivals(phases: str, *, extra: str = "", user: str = "WebhookPoster") -> st
     """
 
 
+@dataclass
+class LongRun:
+    run: LocustRun
+    counted: float
+
+
+@pytest.fixture(scope="module")
+def long_runs(tmp_path_factory) -> dict[str, LongRun]:
+    """The four 20-s runs, side by side, each against its own gateway: what they measure
+    (counts at the server, a second-long stall) does not depend on having the machine alone,
+    and together they take 20 s instead of 80."""
+    specs = {
+        "constant": ((), arrivals("    - {duration: 20s, arrival_rate: 200}"), 0),
+        "ramp": ((), arrivals("    - {duration: 20s, arrival_rate: 10, ramp_to: 100}"), 0),
+        "distributed": ((), arrivals("    - {duration: 20s, arrival_rate: 200}"), 2),
+        "stalls": (
+            ("--stall-ms", "1000", "--stall-every-s", "5"),
+            arrivals("    - {duration: 20s, arrival_rate: 50}"),
+            0,
+        ),
+    }
+
+    def one(name: str) -> LongRun:
+        gateway_args, scenario, workers = specs[name]
+        runner = LocustRunner(tmp_path_factory.mktemp(name))
+        with GatewayProcess(list(gateway_args)) as gateway:
+            if workers:
+                run = runner.run_distributed(scenario, gateway.url, workers=workers)
+            else:
+                run = runner.run(scenario, gateway.url)
+            return LongRun(run, webhooks_processed(gateway.url))
+
+    with concurrent.futures.ThreadPoolExecutor(len(specs)) as pool:
+        futures = {name: pool.submit(one, name) for name in specs}
+        return {name: future.result() for name, future in futures.items()}
+
+
 @pytest.mark.slow
-def test_constant_rate_holds_at_the_server(start_gateway, locust_runner):
-    gateway = start_gateway()
-    run = locust_runner.run(arrivals("    - {duration: 20s, arrival_rate: 200}"), gateway.url)
+def test_constant_rate_holds_at_the_server(long_runs):
+    run, counted = long_runs["constant"].run, long_runs["constant"].counted
     assert run.returncode == 0, run.stderr[-2000:]
-    counted = webhooks_processed(gateway.url)
     print(f"200/s x 20 s: counted at the server {counted:.0f} of 4000")
     assert abs(counted - 4000) <= 0.02 * 4000, counted
     assert run.results["arrivals"]["dropped"] == 0
@@ -49,24 +89,17 @@ def test_constant_rate_holds_at_the_server(start_gateway, locust_runner):
 
 
 @pytest.mark.slow
-def test_linear_ramp_delivers_the_expected_total(start_gateway, locust_runner):
-    gateway = start_gateway()
-    phases = "    - {duration: 20s, arrival_rate: 10, ramp_to: 100}"
-    run = locust_runner.run(arrivals(phases), gateway.url)
+def test_linear_ramp_delivers_the_expected_total(long_runs):
+    run, counted = long_runs["ramp"].run, long_runs["ramp"].counted
     assert run.returncode == 0, run.stderr[-2000:]
-    counted = webhooks_processed(gateway.url)
     print(f"ramp 10->100/s over 20 s: counted at the server {counted:.0f} of 1100")
     assert abs(counted - 1100) <= 0.02 * 1100, counted
 
 
 @pytest.mark.slow
-def test_rate_holds_with_a_master_and_two_workers(start_gateway, locust_runner):
-    gateway = start_gateway()
-    run = locust_runner.run_distributed(
-        arrivals("    - {duration: 20s, arrival_rate: 200}"), gateway.url, workers=2
-    )
+def test_rate_holds_with_a_master_and_two_workers(long_runs):
+    run, counted = long_runs["distributed"].run, long_runs["distributed"].counted
     assert run.returncode == 0, run.stderr[-2000:]
-    counted = webhooks_processed(gateway.url)
     print(f"master + 2 workers, 200/s x 20 s: counted at the server {counted:.0f} of 4000")
     assert abs(counted - 4000) <= 0.02 * 4000, counted
     # The master's histograms are the exact sum of both workers'.
@@ -75,11 +108,10 @@ def test_rate_holds_with_a_master_and_two_workers(start_gateway, locust_runner):
 
 
 @pytest.mark.slow
-def test_open_model_sees_the_stalls(start_gateway, locust_runner):
+def test_open_model_sees_the_stalls(long_runs):
     # 1 s stalls every 5 s: a fifth of the arrivals wait out part of a stall, uniformly, so the
     # 95th percentile is 1000 ms x (1 - 0.05 / 0.2) = 750 ms and the 99th 950 ms.
-    gateway = start_gateway("--stall-ms", "1000", "--stall-every-s", "5")
-    run = locust_runner.run(arrivals("    - {duration: 20s, arrival_rate: 50}"), gateway.url)
+    run = long_runs["stalls"].run
     assert run.returncode == 0, run.stderr[-2000:]
     latency = run.histogram(WEBHOOK, "latency")
     service = run.histogram(WEBHOOK, "service")

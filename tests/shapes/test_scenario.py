@@ -299,7 +299,7 @@ def test_time_scale_scales_endurance(conf: Path) -> None:
     assert max(p.end_rate for p in timetable.phases) == pytest.approx(30)
 
 
-def test_time_scale_scales_the_burst_timeout(conf: Path) -> None:
+def test_time_scale_leaves_the_burst_timeout_alone(conf: Path) -> None:
     from shapes.burst import BurstShape
 
     text = """
@@ -308,10 +308,11 @@ def test_time_scale_scales_the_burst_timeout(conf: Path) -> None:
         users: {Prober: {}}
         """
     scenario = load(conf, "burst", text, time_scale=0.1)
-    assert scenario.load.timeout == 100  # the file's value, scaled when the shape is built
+    assert scenario.load.timeout == 100
     shape = scenario.build_shape([])
     assert isinstance(shape, BurstShape)
-    assert shape.timeout_s == pytest.approx(10)
+    # A safety bound, not a plan's duration: a compressed burst must not be cut short.
+    assert shape.timeout_s == pytest.approx(100)
 
 
 # --- bad files: one line, naming the file and the field ------------------------------------

@@ -1,0 +1,258 @@
+"""`make compare BASE=reports/<a> RUN=reports/<b>`: one run against a baseline.
+
+    python -m analysis.compare BASE RUN [--threshold-pct 20]
+
+Every figure of the two runs side by side (latency percentiles overall and per request, error
+rate, throughput, gateway CPU and memory, memory per session) with its change. A change is
+*flagged* when it is both material and unlikely to be noise:
+
+- latency, throughput, CPU: more than `--threshold-pct` (20 %) and, for latency, more than
+  `MIN_LATENCY_MS`; and significant, by a Mann-Whitney U test (p < 0.01) on the per-window
+  values of the two runs (the p95 of each time window, the requests of each window, the CPU of
+  each sample): a shift of the whole distribution, not of one lucky percentile;
+- error rate: more than one point, and significant by a two-proportion z-test (p < 0.01);
+- memory (peak RSS, memory per session): more than `--threshold-pct`; one value per run, so no
+  test: marked as such.
+
+Flagged changes for the worse are regressions: the exit code is 1 if there is any, else 0.
+`compare.json` and `compare.md` are written into the RUN folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.memory import rss_series
+from analysis.run_data import RunData, RunDataError, load_run
+
+ALPHA = 0.01
+MIN_LATENCY_MS = 2.0
+MIN_ERROR_POINTS = 1.0
+MIN_WINDOW_REQUESTS = 5
+
+
+@dataclass
+class Change:
+    metric: str
+    base: float | None
+    run: float | None
+    unit: str
+    worse_when: str  # "higher" or "lower"
+    change_pct: float | None = None
+    p_value: float | None = None
+    tested: bool = True
+    flagged: bool = False
+    verdict: str = "same"  # same | regression | improvement | not comparable
+
+
+def mann_whitney_p(a: list[float], b: list[float]) -> float | None:
+    """Two-sided p of the Mann-Whitney U test (normal approximation, tie-averaged ranks)."""
+    if len(a) < 3 or len(b) < 3:
+        return None
+    ranks = pd.Series([*a, *b]).rank()
+    n1, n2 = len(a), len(b)
+    u = float(ranks.iloc[:n1].sum()) - n1 * (n1 + 1) / 2
+    sd = math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
+    if sd == 0:
+        return 1.0
+    z = (u - n1 * n2 / 2) / sd
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def two_proportions_p(f1: int, n1: int, f2: int, n2: int) -> float | None:
+    if not n1 or not n2:
+        return None
+    pooled = (f1 + f2) / (n1 + n2)
+    sd = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if sd == 0:
+        return 1.0
+    return math.erfc(abs(f1 / n1 - f2 / n2) / sd / math.sqrt(2))
+
+
+def window_values(run: RunData, what: str) -> list[float]:
+    values = []
+    for window in run.windows.windows.values():
+        if window.requests < MIN_WINDOW_REQUESTS:
+            continue
+        if what == "requests":
+            values.append(window.requests / run.windows.width_s)
+        else:
+            values.append(window.histogram.get_value_at_percentile(float(what)) / 1000)
+    return values
+
+
+def judge_change(change: Change, threshold_pct: float, min_abs: float = 0.0) -> Change:
+    if change.base is None or change.run is None:
+        change.verdict = "not comparable"
+        return change
+    delta = change.run - change.base
+    change.change_pct = round(100 * delta / change.base, 1) if change.base else None
+    material = abs(delta) > min_abs and (
+        change.change_pct is None or abs(change.change_pct) > threshold_pct
+    )
+    significant = not change.tested or (change.p_value is not None and change.p_value < ALPHA)
+    change.flagged = bool(material and significant)
+    if change.flagged:
+        worse = delta > 0 if change.worse_when == "higher" else delta < 0
+        change.verdict = "regression" if worse else "improvement"
+    return change
+
+
+def _latency(summary: dict[str, Any], key: str | None, p: str) -> float | None:
+    entry = summary.get("totals") if key is None else (summary.get("requests") or {}).get(key)
+    return ((entry or {}).get("latency") or {}).get(p)
+
+
+def compare(base: RunData, run: RunData, threshold_pct: float = 20.0) -> list[Change]:
+    changes: list[Change] = []
+    for p in ("50", "95", "99"):
+        change = Change(
+            f"latency p{p} (overall)",
+            _latency(base.summary, None, f"p{p}_ms"),
+            _latency(run.summary, None, f"p{p}_ms"),
+            "ms",
+            "higher",
+            p_value=mann_whitney_p(window_values(base, p), window_values(run, p)),
+        )
+        changes.append(judge_change(change, threshold_pct, MIN_LATENCY_MS))
+    shared = sorted(
+        set(base.summary.get("requests") or {}) & set(run.summary.get("requests") or {})
+    )
+    overall_p95 = changes[1]
+    for key in shared:
+        if key.startswith("WS "):
+            continue
+        # The windows mix every request: a request's change is tested by the overall one.
+        change = Change(
+            f"latency p95 ({key})",
+            _latency(base.summary, key, "p95_ms"),
+            _latency(run.summary, key, "p95_ms"),
+            "ms",
+            "higher",
+            p_value=overall_p95.p_value,
+        )
+        changes.append(judge_change(change, threshold_pct, MIN_LATENCY_MS))
+    bt, rt = base.summary.get("totals") or {}, run.summary.get("totals") or {}
+    errors = Change(
+        "error rate (overall)",
+        bt.get("error_rate_pct"),
+        rt.get("error_rate_pct"),
+        "%",
+        "higher",
+        p_value=two_proportions_p(
+            bt.get("failures", 0),
+            bt.get("requests", 0),
+            rt.get("failures", 0),
+            rt.get("requests", 0),
+        ),
+    )
+    changes.append(judge_change(errors, 0.0, MIN_ERROR_POINTS))
+    throughput = Change(
+        "throughput (requests/s)",
+        bt.get("requests_per_s"),
+        rt.get("requests_per_s"),
+        "/s",
+        "lower",
+        p_value=mann_whitney_p(window_values(base, "requests"), window_values(run, "requests")),
+    )
+    changes.append(judge_change(throughput, threshold_pct))
+    base_cpu, run_cpu = base.column("cpu_pct"), run.column("cpu_pct")
+    cpu = Change(
+        "gateway CPU, mean (%)",
+        round(float(base_cpu.mean()), 2) if not base_cpu.empty else None,
+        round(float(run_cpu.mean()), 2) if not run_cpu.empty else None,
+        "%",
+        "higher",
+        p_value=mann_whitney_p(list(base_cpu), list(run_cpu)),
+    )
+    changes.append(judge_change(cpu, threshold_pct, 2.0))
+    (_, base_rss), (_, run_rss) = rss_series(base), rss_series(run)
+    memory = Change(
+        "gateway memory, peak (MB)",
+        round(float(base_rss.max()), 1) if not base_rss.empty else None,
+        round(float(run_rss.max()), 1) if not run_rss.empty else None,
+        "MB",
+        "higher",
+        tested=False,
+    )
+    changes.append(judge_change(memory, threshold_pct, 5.0))
+    return changes
+
+
+def _report(folder: Path) -> dict[str, Any]:
+    path = folder / "report.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def markdown(base: Path, run: Path, changes: list[Change], threshold_pct: float) -> str:
+    lines = [
+        f"# {run.name} against {base.name}",
+        "",
+        f"Flagged: a change over {threshold_pct:g} % (latency: and over {MIN_LATENCY_MS:g} ms; "
+        f"errors: over {MIN_ERROR_POINTS:g} point) that is significant (p < {ALPHA}).",
+        "",
+        "| metric | baseline | run | change | p | result |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for c in changes:
+        shown = "—" if c.change_pct is None else f"{c.change_pct:+g} %"
+        p = "no test" if not c.tested else ("—" if c.p_value is None else f"{c.p_value:.2g}")
+        mark = {"regression": "❌ regression", "improvement": "✅ improvement"}.get(
+            c.verdict, c.verdict
+        )
+        base, run = f"{_num(c.base)} {c.unit}", f"{_num(c.run)} {c.unit}"
+        lines.append(f"| {c.metric} | {base} | {run} | {shown} | {p} | {mark} |")
+    return "\n".join(lines) + "\n"
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.compare", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("base", type=Path, help="the baseline run's folder")
+    parser.add_argument("run", type=Path, help="the run to compare with it")
+    parser.add_argument("--threshold-pct", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    try:
+        base, run = load_run(args.base), load_run(args.run)
+    except RunDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if base.scenario != run.scenario:
+        print(f"note: comparing {run.scenario} against a {base.scenario} baseline", file=sys.stderr)
+    changes = compare(base, run, args.threshold_pct)
+    regressions = [c for c in changes if c.verdict == "regression"]
+    result = {
+        "base": str(args.base),
+        "run": str(args.run),
+        "threshold_pct": args.threshold_pct,
+        "alpha": ALPHA,
+        "verdicts": {
+            "base": (_report(args.base).get("verdict") or {}).get("status"),
+            "run": (_report(args.run).get("verdict") or {}).get("status"),
+        },
+        "changes": [asdict(c) for c in changes],
+        "regressions": [c.metric for c in regressions],
+    }
+    (args.run / "compare.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    text = markdown(args.base, args.run, changes, args.threshold_pct)
+    (args.run / "compare.md").write_text(text, encoding="utf-8")
+    print(text)
+    print(f"{len(regressions)} regression(s): {', '.join(result['regressions']) or 'none'}")
+    return 1 if regressions else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
