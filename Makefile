@@ -30,7 +30,7 @@ LOCUST = $(BIN)/locust -f locustfile.py --time-scale $(TIME_SCALE) $(if $(TARGET
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint fmt gateway bench clean ui monitor profile report \
-	master worker all compare $(SCENARIOS)
+	master worker all compare soak $(SCENARIOS)
 
 help: ## List the targets
 	@grep -E '^[a-z -]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 40
@@ -43,11 +43,20 @@ $(STAMP): requirements.txt
 
 install: $(STAMP) ## Create .venv and install the pinned requirements
 
+# Two parts: tests that measure nothing time-bound run two at a time (pytest-xdist), then the
+# `exclusive` ones (rates, latency, CPU) run alone, so that neither part sees the other's load.
+PYTEST = $(BIN)/python -m pytest
 test: $(STAMP) ## Run the whole test suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@status=0; \
+	$(PYTEST) -n 2 --dist loadscope -m "not exclusive" $(PYTEST_ARGS) || status=$$?; \
+	$(PYTEST) -m exclusive $(PYTEST_ARGS) || status=$$?; \
+	exit $$status
 
 test-fast: $(STAMP) ## Run the quick subset (no slow end-to-end runs)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	@status=0; \
+	$(PYTEST) -n 2 --dist loadscope -m "not slow and not exclusive" $(PYTEST_ARGS) || status=$$?; \
+	$(PYTEST) -m "not slow and exclusive" $(PYTEST_ARGS) || status=$$?; \
+	exit $$status
 
 lint: $(STAMP) ## ruff check and ruff format --check
 	$(BIN)/ruff check .
@@ -104,6 +113,9 @@ bench: $(STAMP) ## Benchmarks, written to docs/benchmarks.md (installs wrk and n
 	$(BIN)/python -m bench.arrivals
 	$(BIN)/python -m bench.monitors
 	$(BIN)/python -m bench.report
+
+soak: $(STAMP) ## Does the suite leak? 10 min compressed endurance, its memory slope (docs/benchmarks.md)
+	$(BIN)/python -m bench.soak --minutes 10
 
 clean: ## Remove .venv, caches and reports
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis reports

@@ -226,6 +226,29 @@ def peak_load(run: RunData) -> dict[str, Any]:
     }
 
 
+NO_ANSWER = "no answer"  # users.base.ScenarioUser.failure_reason: no HTTP answer at all
+MIN_UNREACHABLE_REQUESTS = 5
+
+
+def unreachable_from(run: RunData) -> float | None:
+    """When the target stopped answering for good: the start of the run's last stretch of
+    windows in which every request failed, if requests there got no HTTP answer at all
+    (connection refused or reset, timeouts) and there were a few of them."""
+    errors = run.summary.get("errors") or []
+    if not any(NO_ANSWER in str(e.get("error", "")) for e in errors):
+        return None
+    stretch, failed = None, 0
+    for index, window in sorted(run.windows.windows.items(), reverse=True):
+        if not window.requests:
+            continue
+        if window.failures < window.requests:
+            break
+        stretch, failed = index, failed + window.failures
+    if stretch is None or failed < MIN_UNREACHABLE_REQUESTS:
+        return None
+    return stretch * run.windows.width_s
+
+
 def lost_workers(run: RunData, start: float) -> list[dict[str, Any]]:
     """Workers the master lost during the run (`suite.workers`), with when and how."""
     lost = (run.extra.get("workers") or {}).get("lost") or []
@@ -319,9 +342,12 @@ def build_report(run: RunData, criteria: CriteriaFile) -> dict[str, Any]:
     aborted = run.extra.get("aborted")
     if aborted:
         extra_failures.append("aborted")
-    verdict = verdict_of(judgements, extra_failures)
     span = run.span()
     start = span[0] if span else (_iso_to_unix(summary.get("started_at")) or 0.0)
+    unreachable = unreachable_from(run)
+    if unreachable is not None:
+        extra_failures.append("target_unreachable")
+    verdict = verdict_of(judgements, extra_failures)
     stages = judge_stages(metrics, list(criteria.criteria))
     for stage in stages:
         stage["from_s"] = round(stage["started"] - start, 1)
@@ -361,6 +387,9 @@ def build_report(run: RunData, criteria: CriteriaFile) -> dict[str, Any]:
             "aborted": aborted,
             "folder": str(run.folder),
             "workers_lost": lost_workers(run, start),
+            "target_unreachable_from_s": (
+                round(unreachable - start, 1) if unreachable is not None else None
+            ),
         },
         "verdict": {
             "status": verdict.status,

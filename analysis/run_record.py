@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("report")
 REPORTS_DIR = Path("reports")
 WORKER_GRACE_S = 1.0
+CHECKPOINT_S = 5.0  # summary and timeline rewritten this often: a killed run keeps its data
+INTERRUPTED = 130  # exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT)
 
 
 def default_report_dir(scenario: str, started: float) -> Path:
@@ -67,6 +69,7 @@ class RunRecord:
         self.lang = lang
         self.extra: dict[str, Any] = {}  # recovery probe, abort: kept in timeline.json
         self.verdict: dict[str, Any] | None = None
+        self.unreachable_at: float | None = None
         self.folder: Path | None = None
         self.started_at: float | None = None
         self.ended_at: float | None = None
@@ -93,7 +96,11 @@ class RunRecord:
         self._csv = StatsCSVFileWriter(
             self.environment, PERCENTILES_TO_REPORT, str(self.folder / "locust"), full_history=True
         )
-        self._greenlets = [gevent.spawn(self._csv.stats_writer), gevent.spawn(self._sample)]
+        self._greenlets = [
+            gevent.spawn(self._csv.stats_writer),
+            gevent.spawn(self._sample),
+            gevent.spawn(self._checkpoints),
+        ]
 
     def _sample(self) -> None:
         while True:
@@ -102,13 +109,25 @@ class RunRecord:
                 self.peak_users = max(self.peak_users, runner.user_count)
             gevent.sleep(0.5)
 
+    def _checkpoints(self) -> None:
+        """While the run goes: its summary (marked partial) and timeline, not the report. After
+        a `kill -9`, `make report RUN=...` renders from these, a few seconds short at most."""
+        while True:
+            gevent.sleep(CHECKPOINT_S)
+            if self.ended_at is not None:
+                return
+            try:
+                self.write(checkpoint=True)
+            except Exception:  # a full disk must not stop the load: the next one may do
+                log.exception("checkpoint of the run's data failed")
+
     def on_test_stop(self, **_: Any) -> None:
         if self.folder is None:
             return
         self.ended_at = time.time()
         if self.stages is not None:
             self.stages.stop(self.ended_at)
-        self.write()
+        self.write(render=False)  # the data at once; the report a moment later, or at exit
         # Cancelled by the next start (_stop_greenlets): it must not write the next run's folder.
         self._greenlets.append(gevent.spawn_later(WORKER_GRACE_S, self.write))
 
@@ -124,23 +143,33 @@ class RunRecord:
         self.announce()
 
     def announce(self) -> None:
-        """The verdict on stderr, and as the process's exit code (0, 1 Failed, 3 Degraded)."""
+        """The verdict on stderr, and as the process's exit code (0, 1 Failed, 3 Degraded,
+        130 interrupted: the verdict then covers what was measured before)."""
         if self.verdict is None or self.folder is None:
             return
+        partial = bool(self.describe_run().get("partial"))
         reasons = "; ".join(
             f"{r['name']} {_shown(r)}" + f" (limit {r['op']} {r['limit']:g})"
             for r in self.verdict["reasons"]
         )
-        reasons = "; ".join(filter(None, [reasons, *self.verdict["failures"]]))
+        failures = [
+            f"target unreachable from {self.unreachable_at:g} s"
+            if f == "target_unreachable"
+            else f.replace("_", " ")
+            for f in self.verdict["failures"]
+        ]
+        reasons = "; ".join(filter(None, [reasons, *failures]))
         print(
             f"verdict: {self.verdict['status'].upper()}{': ' + reasons if reasons else ''}"
+            f"{' (partial: interrupted)' if partial else ''}"
             f" | report: {self.folder / 'report.html'}",
             file=sys.stderr,
             flush=True,
         )
         if getattr(self.environment.parsed_options, "headless", False):
             # The web UI's process outlives many runs: its exit code is not one run's verdict.
-            self.environment.process_exit_code = int(self.verdict["exit_code"])
+            code = INTERRUPTED if partial else int(self.verdict["exit_code"])
+            self.environment.process_exit_code = code
 
     def _stop_greenlets(self) -> None:
         # Killed and waited for before the CSV files close: the writer must not write to them.
@@ -172,13 +201,19 @@ class RunRecord:
             **self.extra,
         }
 
-    def write(self) -> Path | None:
-        """The summary and the timeline, then the report from them (as `make report` would)."""
+    def write(self, checkpoint: bool = False, render: bool = True) -> Path | None:
+        """The summary and the timeline, then the report from them (as `make report` would);
+        a `checkpoint` writes the data only, marked partial; `render=False` the data only."""
         if self.folder is None:
             return None
         path = self.folder / "summary.json"
-        _write_json(path, self.summary())
+        summary = self.summary()
+        if checkpoint:
+            summary["partial"] = True
+        _write_json(path, summary)
         _write_json(self.folder / TIMELINE, self.timeline())
+        if checkpoint or not render:
+            return path
         # Imported here: pandas and the report cost every Locust process (workers too) half a
         # second at start, and only the master renders.
         from analysis.report import write_report
@@ -189,6 +224,7 @@ class RunRecord:
             log.exception("the report could not be rendered: %s", exc)
             return path
         self.verdict = model["verdict"]
+        self.unreachable_at = model["run"].get("target_unreachable_from_s")
         return path
 
 

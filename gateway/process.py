@@ -9,8 +9,11 @@ between choosing a port and listening on it.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -63,6 +66,7 @@ class GatewayProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=_die_with_parent,  # prctl only, before exec: safe with threads
         )
         found = threading.Event()
         threading.Thread(target=self._read_output, args=(found,), daemon=True).start()
@@ -116,3 +120,16 @@ class GatewayProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Linux: the gateway gets SIGTERM when the thread that started it dies, even by
+    `kill -9`: a load generator killed hard must not leave its embedded gateway running."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the gateway outlives a killed parent, as any child would

@@ -319,6 +319,13 @@ class ArrivalShape(LoadTestShape):
         into = elapsed - timetable.phase_start(index) if self.started_at is not None else 0.0
         return StageMark(index, name, "arrivals/s", phase.arrival_rate, phase.end_rate, into)
 
+    def on_spawned(self) -> None:
+        """All users are up (Locust's `spawning_complete`): start the timetable now rather
+        than at the next tick, up to a second later."""
+        if self.started_at is None and self.runner is not None:
+            self.started_at = time.monotonic()
+            self._deal(from_s=0.0)
+
     def counters(self) -> ArrivalCounters:
         """The run's arrival counters so far (workers report every few seconds)."""
         if not isinstance(self.runner, MasterRunner):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from locust import LoadTestShape
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner
 
 from shapes.arrivals import ArrivalPacing
 from shapes.burst import BurstPacing
@@ -99,6 +100,8 @@ class ScenarioShape(LoadTestShape):
         self.scenario: Scenario | None = None
         self.delegate: LoadTestShape | None = None
         self.stopped = False
+        self.finished = False  # the plan ran to its end (or a criterion ended it)
+        self._listening_on: object | None = None
 
     def stop_now(self) -> None:
         """End the run at the next tick, as if the plan had ended (criteria abort it)."""
@@ -106,7 +109,7 @@ class ScenarioShape(LoadTestShape):
 
     def reset_time(self) -> None:
         super().reset_time()
-        self.stopped = False
+        self.stopped = self.finished = False
         self.scenario = self.load()
         chosen = configure_users(self.scenario, self.classes)
         self.delegate = self.scenario.build_shape(chosen)
@@ -114,12 +117,37 @@ class ScenarioShape(LoadTestShape):
         self.delegate.reset_time()
 
     def tick(self):
+        self._listen()
         if self.stopped:
-            return None
+            return self._end()
         if self.delegate is None:
             self.reset_time()
         assert self.delegate is not None
-        return self.delegate.tick()
+        load = self.delegate.tick()
+        return self._end() if load is None else load
+
+    def _end(self) -> None:
+        """A master ends a shape with `quit()`, which leaves workers half a second to report:
+        a thousand users take longer to stop, and their last requests would be missing from
+        the totals. Stop them first, waiting for their final reports (as the web UI's stop
+        button does), then end."""
+        self.finished = True
+        runner = self.runner
+        if isinstance(runner, MasterRunner) and runner.state in (STATE_RUNNING, STATE_SPAWNING):
+            runner.stop()
+        return None
+
+    def _listen(self) -> None:
+        runner = self.runner
+        if runner is None or self._listening_on is runner:
+            return
+        self._listening_on = runner
+        runner.environment.events.spawning_complete.add_listener(self._on_spawning_complete)
+
+    def _on_spawning_complete(self, **_: Any) -> None:
+        on_spawned = getattr(self.delegate, "on_spawned", None)
+        if on_spawned is not None:
+            on_spawned()
 
     def current_stage(self) -> StageMark | None:
         current = getattr(self.delegate, "current_stage", None)

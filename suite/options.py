@@ -83,3 +83,16 @@ def add_options(parser: Any) -> None:
         default="en",
         help="language of the report: en (default) or pt-BR",
     )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=30.0,
+        help="seconds without an answer before a request fails as timed out (default 30)",
+    )
+    parser.add_argument(
+        "--master-timeout",
+        type=float,
+        default=20.0,
+        include_in_web_ui=False,
+        help="a worker quits (its users stopped) this many seconds after its master's last sign",
+    )

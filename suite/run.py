@@ -11,6 +11,8 @@ on stderr and exit code 2 (`UsageError`), not a traceback in the middle of a run
 
 from __future__ import annotations
 
+import signal
+import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import gevent
+import greenlet
+import locust.runners
 from flask import Response
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
@@ -89,7 +93,13 @@ class SuiteRun:
             ScenarioPacing(environment, self.load_scenario, user_classes)
         if isinstance(self.runner, WorkerRunner):
             GeneratorHealth(environment, record=lambda source, sample: None)
+            # Locust's worker quits when its master is silent this long (60 s by default, a
+            # module constant read at each check): a dead master must not leave its workers
+            # loading the target for a minute.
+            locust.runners.MASTER_HEARTBEAT_TIMEOUT = self.options.master_timeout
             return
+        if environment.web_ui is not None:
+            self.check_web_port()  # before the embedded gateway starts
         self.prepare_target()
         self.shape = ScenarioShape(self.load_scenario, user_classes)
         self.shape.runner = self.runner
@@ -119,7 +129,25 @@ class SuiteRun:
         environment.events.test_stop.add_listener(self.on_test_stop)
         environment.events.quitting.add_listener(self.on_quitting)
         if getattr(self.options, "headless", False):
+            # Locust's own SIGTERM handler does not get to run in these headless runs (the
+            # process dies of the signal, nothing written): SIGTERM is made a Ctrl-C instead,
+            # a KeyboardInterrupt in the main greenlet, whose path (Locust's shutdown) writes
+            # the partial report.
+            main = greenlet.getcurrent()  # the init hook runs in Locust's main greenlet
+            gevent.signal_handler(signal.SIGTERM, lambda: main.throw(KeyboardInterrupt))
             print_progress(environment, self.shape.describe, lambda: self.scenario.name)
+
+    def check_web_port(self) -> None:
+        """The web UI binds after this hook: a busy port is a usage error now, not a traceback
+        in a greenlet later."""
+        web_ui = self.environment.web_ui
+        host = "" if web_ui.host in ("", "*", "0.0.0.0") else web_ui.host
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, web_ui.port))
+            except OSError as exc:
+                fail(f"the web UI's port {web_ui.port} is not free ({exc.strerror}): --web-port")
 
     def install_report_view(self) -> None:
         """`GET /report`: the last run's report.html in the web UI (404 before the first)."""
@@ -219,6 +247,7 @@ class SuiteRun:
         self.profiler = ProfilerProcess(self.monitor.process.process.pid, planned + 5, out)
 
     def on_test_stop(self, **_: Any) -> None:
+        self.partial = self.shape is not None and not self.shape.finished
         self.judge.stop()
         if self.worker_watch is not None:
             self.worker_watch.stop()
@@ -226,7 +255,7 @@ class SuiteRun:
         if self.judge.aborted is not None:
             self.record.extra["aborted"] = self.judge.aborted
         url = self.health_url()
-        if url is not None:
+        if url is not None and not self.partial:  # interrupted: no time to wait for it
             self.recovery = gevent.spawn(self.probe, url)
 
     def health_url(self) -> str | None:
@@ -271,10 +300,13 @@ class SuiteRun:
 
     def on_quitting(self, **_: Any) -> None:
         # Before RunRecord's own quitting listener (Locust calls them in reverse): the last
-        # summary says whether the run was cut short.
-        self.partial = self.runner.state in (STATE_RUNNING, STATE_SPAWNING)
-        if self.partial and self.worker_watch is not None:
-            self.record.extra["workers"] = self.worker_watch.as_dict()
+        # summary says whether the run was cut short (Ctrl-C, SIGTERM, the UI's stop button).
+        self.partial = self.shape is not None and not self.shape.finished
+        if self.runner.state in (STATE_RUNNING, STATE_SPAWNING):
+            # Interrupted: the users stop before the gateway does (a gateway still being sent
+            # requests takes its whole grace period to shut down), and their last results
+            # are in the report.
+            self.runner.stop()
         if self.recovery is not None:
             self.recovery.join(timeout=15)  # before the gateway stops: the probe needs it
         if self.profiler is not None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import secrets
+import socket
 from typing import Any, ClassVar
 
+import gevent
 from locust import constant, task
 from locust.contrib.fasthttp import FastHttpUser
 
@@ -31,8 +33,13 @@ class ScenarioUser(FastHttpUser):
     wait_time = constant(0)
     options: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, environment: Any, *args: Any, **kwargs: Any) -> None:
+        # Read by FastHttpUser.__init__ for its client: a request with no answer this long
+        # (the gateway hangs) fails as "no answer: timed out after N s" instead of waiting.
+        timeout = getattr(environment.parsed_options, "request_timeout", None)
+        if timeout:
+            self.network_timeout = self.connection_timeout = float(timeout)
+        super().__init__(environment, *args, **kwargs)
         self._request_context: dict[str, Any] = {}
         self.profile: TargetProfile = getattr(self.environment, "target_profile", None) or (
             load_profile()
@@ -63,12 +70,17 @@ class ScenarioUser(FastHttpUser):
         """A key from a template such as "test-key-{random}" (never logged or reported)."""
         return template.replace("{random}", secrets.token_hex(8))
 
-    @staticmethod
-    def failure_reason(response: Any) -> str:
+    def failure_reason(self, response: Any) -> str:
         """ "HTTP 503", "HTTP 503 with Retry-After" (a refusal that says when to come back), or
         the connection error when there was no HTTP answer at all."""
         if not response.status_code:
-            return f"no answer: {response.error!r}" if response.error else "no answer"
+            error = response.error
+            cause = getattr(error, "original", None) or error  # geventhttpclient wraps it
+            if isinstance(cause, TimeoutError | socket.timeout | gevent.Timeout) or (
+                "timed out" in str(cause)
+            ):
+                return f"no answer: timed out after {self.network_timeout:g} s"
+            return f"no answer: {error!r}" if error else "no answer"
         if response.headers and response.headers.get("Retry-After"):
             return f"HTTP {response.status_code} with Retry-After"
         return f"HTTP {response.status_code}"

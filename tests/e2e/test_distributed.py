@@ -21,6 +21,9 @@ from monitors.storage import read_samples
 from shapes.scenario import CONF_DIR
 from tests.e2e.conftest import GatewayCounts, Run, agrees, run_distributed
 
+# Timing, rates or CPU are measured here: alone on the machine (see `make test`).
+pytestmark = pytest.mark.exclusive
+
 REPORT_SECTIONS = {
     "schema_version", "generated_at", "run", "verdict", "criteria", "not_applicable",
     "performance", "resources", "stages", "analysis", "bottlenecks", "latency", "service",

@@ -186,6 +186,7 @@ def test_time_scale_compresses_the_phases():
 # --- one run per scenario, summary against the gateway's counters --------------------------
 
 
+@pytest.mark.exclusive
 def test_sessions_scenario(start_gateway, tmp_path):
     run, gateway = run_scenario(start_gateway, tmp_path, "sessions", 0.05)  # 3 x 3 s
     summary = check_clean_run(run, "sessions", 0.05)
@@ -197,6 +198,7 @@ def test_sessions_scenario(start_gateway, tmp_path):
     report("sessions", run, pairs, not_load=gateway.not_load())
 
 
+@pytest.mark.exclusive
 def test_webhooks_scenario(start_gateway, tmp_path):
     run, gateway = run_scenario(start_gateway, tmp_path, "webhooks", 0.03)  # 3 x 3.6 s
     summary = check_clean_run(run, "webhooks", 0.03)
@@ -251,6 +253,7 @@ def test_messages_throttling_is_visible_and_not_a_failure(messages_run):
     assert agrees(500, gateway.http_requests(status="202", route=route))
 
 
+@pytest.mark.exclusive
 def test_stress_scenario(start_gateway, tmp_path):
     # 0.04: 6 x 1.2 s, 1,994 arrivals, fewer than the 2,000 users of the pool: each arrival gets
     # a fresh connection. (At 0.05 a user's kept-alive connection is reused after ~5 s idle, just
@@ -317,6 +320,7 @@ def test_embedded_gateway_is_started_and_stopped(tmp_path):
     print(f"[e2e] embedded: {run.elapsed_s:.1f} s; {target} gone after the run")
 
 
+@pytest.mark.exclusive
 def test_make_stress(tmp_path):
     if not shutil.which("make"):
         pytest.skip("no make on this machine")

@@ -21,6 +21,9 @@ import yaml
 from shapes.scenario import CONF_DIR
 from tests.e2e.conftest import ROOT, Run, run_locust
 
+# Timing, rates or CPU are measured here: alone on the machine (see `make test`).
+pytestmark = pytest.mark.exclusive
+
 PLAN = ["sessions", "webhooks", "messages", "stress", "endurance"]
 
 

@@ -24,6 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.faults import CRASH_EXIT_CODE
 from gateway.process import GatewayProcess
 
+# Timing, rates or CPU are measured here: alone on the machine (see `make test`).
+pytestmark = pytest.mark.exclusive
+
 MIB = 1024 * 1024
 StartGateway = Callable[..., GatewayProcess]
 

@@ -434,6 +434,7 @@ def cpu_over(sampler: ProcessSampler, seconds: float) -> dict[str, Any]:
     return sampler.sample()
 
 
+@pytest.mark.exclusive
 def test_cpu_of_a_busy_process_is_one_core(spawn) -> None:
     proc = spawn(BUSY)
     sampler = ProcessSampler(proc.pid)
@@ -445,6 +446,7 @@ def test_cpu_of_a_busy_process_is_one_core(spawn) -> None:
     assert sample["cpu_pct_total"] == pytest.approx(sample["cpu_pct"] / cores, abs=0.02)
 
 
+@pytest.mark.exclusive
 def test_children_count_only_when_asked(spawn) -> None:
     parent = spawn(
         "import subprocess, sys; subprocess.run([sys.executable, '-c', 'while True: pass'])"

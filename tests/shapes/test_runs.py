@@ -16,6 +16,9 @@ from gateway.process import GatewayProcess
 from shapes.stages import VUStage, VUStages
 from tests.shapes.conftest import LocustRun, LocustRunner
 
+# Timing, rates or CPU are measured here: alone on the machine (see `make test`).
+pytestmark = pytest.mark.exclusive
+
 WEBHOOK = "POST /api/webhook"
 
 
