@@ -208,7 +208,7 @@ class RunRecord:
             return None
         path = self.folder / "summary.json"
         summary = self.summary()
-        if checkpoint:
+        if checkpoint or self.ended_at is None:  # the run is still going
             summary["partial"] = True
         _write_json(path, summary)
         _write_json(self.folder / TIMELINE, self.timeline())

@@ -10,7 +10,6 @@ between choosing a port and listening on it.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import re
 import signal
@@ -123,13 +122,16 @@ class GatewayProcess:
 
 
 PR_SET_PDEATHSIG = 1
+try:
+    # Looked up here, in the parent: the pre-exec child must not load libraries (or run
+    # ldconfig, as ctypes.util.find_library does) between fork and exec.
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux
+    _PRCTL = None
 
 
 def _die_with_parent() -> None:
     """Linux: the gateway gets SIGTERM when the thread that started it dies, even by
     `kill -9`: a load generator killed hard must not leave its embedded gateway running."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # not Linux: the gateway outlives a killed parent, as any child would
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -158,9 +158,15 @@ class SuiteRun:
         @web_ui.auth_required_if_enabled
         def report() -> Response:
             folder = self.record.folder
-            page = folder / "report.html" if folder is not None else None
-            if page is None or not page.is_file():
+            if folder is None:
                 return Response("no report yet: start a run\n", status=404, mimetype="text/plain")
+            page, summary = folder / "report.html", folder / "summary.json"
+            # Rendered now if the run's data is newer (a run in progress, or just stopped).
+            stale = not page.is_file() or not summary.is_file()
+            if stale or summary.stat().st_mtime > page.stat().st_mtime:
+                self.record.write()
+            if not page.is_file():
+                return Response("no report: see the log\n", status=500, mimetype="text/plain")
             return Response(page.read_text(encoding="utf-8"), mimetype="text/html")
 
     def load_scenario(self):

@@ -21,9 +21,6 @@ from monitors.storage import read_samples
 from shapes.scenario import CONF_DIR
 from tests.e2e.conftest import GatewayCounts, Run, agrees, run_distributed
 
-# Timing, rates or CPU are measured here: alone on the machine (see `make test`).
-pytestmark = pytest.mark.exclusive
-
 REPORT_SECTIONS = {
     "schema_version", "generated_at", "run", "verdict", "criteria", "not_applicable",
     "performance", "resources", "stages", "analysis", "bottlenecks", "latency", "service",
@@ -47,6 +44,7 @@ def check_distributed(run: Run, gateway_url: str, stages: int) -> None:
     assert run.report["run"]["workers_lost"] == []
 
 
+@pytest.mark.exclusive  # approved: latency under the limits
 @pytest.mark.slow  # ~15 s
 def test_stress_with_a_master_and_two_workers(start_gateway, tmp_path):
     gateway = start_gateway()
@@ -57,6 +55,7 @@ def test_stress_with_a_master_and_two_workers(start_gateway, tmp_path):
     assert run.summary["sessions"]["created"] == GatewayCounts.of(gateway.url).sessions_created
 
 
+@pytest.mark.exclusive  # approved: webhook p95 under 100 ms
 @pytest.mark.slow  # ~15 s
 def test_webhooks_with_a_master_and_two_workers(start_gateway, tmp_path):
     gateway = start_gateway()

@@ -26,9 +26,6 @@ from shapes.scenario import CONF_DIR, load_scenario
 from tests.e2e.conftest import ROOT, Run, run_locust
 from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, PAGE_TIMEOUT_MS
 
-# Timing, rates or CPU are measured here: alone on the machine (see `make test`).
-pytestmark = pytest.mark.exclusive
-
 STRESS_SCALE = 0.04  # 6 phases of 1.2 s
 SESSION_CAP = 300
 

@@ -293,8 +293,10 @@ def test_injected_error_rate_is_measured(start_gateway, tmp_path):
     assert totals["requests"] >= 2000
     assert abs(totals["error_rate_pct"] - 10) <= 1, totals["error_rate_pct"]
     # Every failure is one of the gateway's injected 500s, and every injected 500 is a failure.
-    assert agrees(totals["failures"], gateway.faults["error"])
-    assert agrees(totals["failures"], gateway.http_requests(status="500"))
+    # Requests in flight when the users are stopped are answered (and counted) by the gateway
+    # but never by their killed users: with 1000 users, a dozen or so, more on a busy machine.
+    assert agrees(totals["failures"], gateway.faults["error"], 0.02)
+    assert agrees(totals["failures"], gateway.http_requests(status="500"), 0.02)
     assert {e["error"] for e in run.summary["errors"]} == {"HTTP 500"}
     # Failed, naming the error-rate criterion, exit code 1.
     assert run.returncode == 1, run.explain()

@@ -21,9 +21,6 @@ import yaml
 from shapes.scenario import CONF_DIR
 from tests.e2e.conftest import ROOT, Run, run_locust
 
-# Timing, rates or CPU are measured here: alone on the machine (see `make test`).
-pytestmark = pytest.mark.exclusive
-
 PLAN = ["sessions", "webhooks", "messages", "stress", "endurance"]
 
 
@@ -73,6 +70,7 @@ def compare(base: Run, run: Run) -> tuple[int, dict]:
     return result.returncode, json.loads((run.report_dir / "compare.json").read_text())
 
 
+@pytest.mark.exclusive  # latency thresholds
 @pytest.mark.slow  # ~35 s
 def test_make_compare_flags_a_latency_regression_and_nothing_else(start_gateway, tmp_path):
     scenario = str(steady(tmp_path))
