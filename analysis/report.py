@@ -1,9 +1,9 @@
-"""The report of a run: the verdict, the tables, the analyses, and their renderings.
+"""The report of a run: the verdict, the tables and the analyses, as one model.
 
 `build_report(run, criteria)` turns a run's files (`analysis.run_data`) into one JSON-ready
-model (`report.json`, schema in docs/report-schema.md); `write_report(folder)` renders it with
-the Jinja2 templates of `report_templates/` into `report.html` (self-contained) and
-`report.md`, in English or Brazilian Portuguese. The same function serves the end of a run and
+model (`report.json`, schema in docs/report-schema.md); `write_report(folder)` writes it and
+its renderings (`analysis.render`: `report.html`, self-contained, and `report.md`, in English
+or Brazilian Portuguese). The same function serves the end of a run and
 `make report RUN=...` (`python -m analysis.report`), which re-renders a saved run without
 rerunning it.
 """
@@ -19,12 +19,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from analysis.bottlenecks import find_bottlenecks
 from analysis.breaking_point import breaking_point, judge_stages
-from analysis.charts import Series, build_chart
 from analysis.criteria import (
     CRITERIA_COPY,
     CriteriaError,
@@ -36,13 +33,12 @@ from analysis.criteria import (
 )
 from analysis.memory import rss_series
 from analysis.metrics import RunMetrics, Value, is_metric
+from analysis.render import LANGUAGES, render
 from analysis.run_data import RunData, load_run
 
 SCHEMA_VERSION = 1
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES = ROOT / "report_templates"
 DEFAULT_CRITERIA = ROOT / "conf" / "criteria.yaml"
-LANGUAGES = ("en", "pt-BR")
 MB = 2**20
 
 
@@ -264,73 +260,6 @@ def lost_workers(run: RunData, start: float) -> list[dict[str, Any]]:
     ]
 
 
-def charts(run: RunData, start: float, duration_s: float) -> list[Any]:
-    marks = [(s["started"] - start, s["label"]) for s in run.stages]
-    width = run.windows.width_s
-    items = sorted(run.windows.windows.items())
-    t = [i * width - start for i, _ in items]
-    built = []
-    if items:
-        built.append(
-            build_chart(
-                "throughput",
-                "/s",
-                [
-                    Series("requests/s", t, [w.requests / width for _, w in items], "mean"),
-                    Series("failures/s", t, [w.failures / width for _, w in items], "mean"),
-                ],
-                duration_s,
-                marks,
-            )
-        )
-        built.append(
-            build_chart(
-                "latency",
-                "ms",
-                [
-                    Series(
-                        f"p{p}",
-                        t,
-                        [w.histogram.get_value_at_percentile(p) / 1000 for _, w in items],
-                    )
-                    for p in (50, 95, 99)
-                ],
-                duration_s,
-                marks,
-            )
-        )
-    load = []
-    offered = [
-        (s["started"] - start, s["ended"] - start, s["start"], s["end"])
-        for s in run.stages
-        if s.get("unit") == "arrivals/s"
-    ]
-    users = run.column("users")
-    if offered:
-        ts, ys = [], []
-        for a, b, r0, r1 in offered:
-            ts += [a, b]
-            ys += [r0, r1]
-        load.append(Series("arrivals/s offered", ts, ys, "max"))
-    elif not users.empty:  # in an open model, users are the idle pool: not load
-        load.append(Series("users", list(users.index - start), list(users), "max"))
-    if load:
-        built.append(build_chart("load", "", load, duration_s, marks))
-    for key, names, unit in (
-        ("cpu", ("cpu_pct",), "%"),
-        ("memory", ("rss_mb", "heap_used_mb"), "MB"),
-        ("queue", ("queue_depth", "sessions_active", "websocket_connections"), ""),
-    ):
-        series = []
-        for name in names:
-            column = run.column(name)
-            if not column.empty:
-                series.append(Series(name, list(column.index - start), list(column), "max"))
-        if series:
-            built.append(build_chart(key, unit, series, duration_s, marks))
-    return built
-
-
 def build_report(run: RunData, criteria: CriteriaFile) -> dict[str, Any]:
     metrics = RunMetrics(run, criteria.analysis)
     judgements, skipped = judge_run(metrics, criteria)
@@ -419,71 +348,10 @@ def build_report(run: RunData, criteria: CriteriaFile) -> dict[str, Any]:
     }
 
 
-# -- rendering ------------------------------------------------------------------------------
-
-
-def load_messages(lang: str) -> dict[str, Any]:
-    if lang not in LANGUAGES:
-        raise ValueError(f"unknown language {lang!r} (known: {', '.join(LANGUAGES)})")
-    catalogue = yaml.safe_load((TEMPLATES / "messages.yaml").read_text(encoding="utf-8"))
-    return catalogue[lang]
-
-
-def number(value: Any, lang: str = "en", digits: int = 2) -> str:
-    """A number as people of `lang` write it: 1,234.5 in English, 1.234,5 in Portuguese."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return str(value)
-    if not math.isfinite(value):
-        return str(value)
-    if isinstance(value, int) or (value.is_integer() and abs(value) >= 100):
-        text = f"{int(value):,}"
-    else:
-        text = f"{value:,.{digits}f}"
-        if "." in text:
-            text = text.rstrip("0").rstrip(".")
-        if text in ("-0", ""):
-            text = "0"
-    if lang == "pt-BR":
-        text = text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
-    return text
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON: {type(value).__name__}")
-
-
-def render(model: dict[str, Any], run: RunData, lang: str = "en") -> dict[str, str]:
-    messages = load_messages(lang)
-    env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(["html", "html.j2"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["num"] = lambda v, digits=2: number(v, lang, digits)
-
-    def say(key: str, **values: Any) -> str:
-        node: Any = messages
-        for part in key.split("."):
-            node = node.get(part, key) if isinstance(node, dict) else key
-        text = node if isinstance(node, str) else key
-        shown = {k: number(v, lang) if isinstance(v, int | float) else v for k, v in values.items()}
-        return text.format(**shown) if shown else text
-
-    env.globals["t"] = say
-    span = run.span()
-    start = span[0] if span else 0.0
-    duration = float(model["run"].get("duration_s") or (span[1] - span[0] if span else 0.0))
-    context = {"r": model, "lang": lang, "charts": charts(run, start, duration)}
-    return {
-        "report.html": env.get_template("report.html.j2").render(context),
-        "report.md": env.get_template("report.md.j2").render(context),
-    }
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from analysis.report import main, number, write_report
+from analysis.render import number
+from analysis.report import main, write_report
 from analysis.timeline import Windows
 from tests.analysis.synthetic import T0, make_summary, stage_dicts, write_run
 
