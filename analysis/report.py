@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from analysis.criteria import (
     load_criteria,
     verdict_of,
 )
+from analysis.files import write_atomically
 from analysis.memory import rss_series
 from analysis.metrics import RunMetrics, Value, is_metric
 from analysis.render import LANGUAGES, render
@@ -181,15 +181,8 @@ def performance_rows(run: RunData, judgements: list[Judgement]) -> list[dict[str
     rows = [row("requests_per_s", totals.get("requests_per_s"), "/s")]
     messages = run.summary.get("messages") or {}
     if messages.get("accepted"):
-        rows.append(
-            row(
-                "messages_per_s_per_session",
-                overall.get("messages_per_s_per_session").value
-                if overall.get("messages_per_s_per_session")
-                else None,
-                "/s",
-            )
-        )
+        judged = overall.get("messages_per_s_per_session")
+        rows.append(row("messages_per_s_per_session", judged.value if judged else None, "/s"))
     for p in ("p50_ms", "p95_ms", "p99_ms"):
         rows.append(row(p, latency.get(p), "ms"))
     rows.append(row("error_rate_pct", totals.get("error_rate_pct"), "%"))
@@ -354,12 +347,6 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
-
-
 def write_report(
     folder: Path, criteria_path: Path | None = None, lang: str = "en"
 ) -> dict[str, Any]:
@@ -369,9 +356,9 @@ def write_report(
     criteria = criteria_for(folder, criteria_path)
     model = build_report(run, criteria)
     model["lang"] = lang
-    _atomic_write(folder / "report.json", json.dumps(model, indent=2, default=_jsonable) + "\n")
+    write_atomically(folder / "report.json", json.dumps(model, indent=2, default=_jsonable) + "\n")
     for name, text in render(model, run, lang).items():
-        _atomic_write(folder / name, text)
+        write_atomically(folder / name, text)
     return model
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import shutil
 import sys
 import time
@@ -26,6 +25,7 @@ from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
 from analysis.counters import RunCounters
 from analysis.criteria import CRITERIA_COPY
+from analysis.files import write_atomically
 from analysis.recorder import RequestRecorder
 from analysis.summary import build_summary
 from analysis.timeline import TIMELINE, StageTimeline
@@ -235,6 +235,4 @@ def _shown(judgement: dict[str, Any]) -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(partial, path)  # readers never see half a file
+    write_atomically(path, json.dumps(data, indent=2) + "\n")
