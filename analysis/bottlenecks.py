@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.criteria import Judgement
+from analysis.latency import percentile
 from analysis.metrics import RunMetrics
 
 CORRELATION = 0.7  # rank correlation of windowed p95 with queue depth
@@ -61,7 +62,7 @@ def latency_with_queue(metrics: RunMetrics) -> dict[str, Any] | None:
         depth = queue[(queue.index >= start - 1) & (queue.index < start + width + 1)]
         if depth.empty:
             continue
-        p95 = window.histogram.get_value_at_percentile(95) / 1000
+        p95 = percentile(window.histogram, 95) / 1000
         rows.append((start, float(depth.mean()), p95))
     if len(rows) < 8:
         return None

@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from analysis.criteria import Criterion, Judgement, judge
+from analysis.latency import percentile
 from analysis.metrics import STAGE, RunMetrics
 
 QUEUE_FLOOR = 50  # a queue this short is not "growing", whatever its ratio
@@ -55,9 +56,7 @@ def judge_stages(metrics: RunMetrics, criteria: list[Criterion]) -> list[dict[st
                 )
             )
         percentiles = {
-            f"p{p}_ms": total.histogram.get_value_at_percentile(p) / 1000
-            if total.requests
-            else None
+            f"p{p}_ms": percentile(total.histogram, p) / 1000 if total.requests else None
             for p in (50, 95, 99)
         }
         cpu = metrics.cpu(start, end).value
@@ -146,7 +145,7 @@ def first_crossings(
             seen.add("errors")
             found.append(_signal("errors", at, start, round(rate, 2), error_limit, "%"))
         for metric, limit in latency_limits:
-            value = window.histogram.get_value_at_percentile(float(metric[1:3])) / 1000
+            value = percentile(window.histogram, float(metric[1:3])) / 1000
             if "latency" not in seen and value > limit:
                 seen.add("latency")
                 found.append(_signal("latency", at, start, value, limit, "ms", metric=metric))

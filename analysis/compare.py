@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.latency import percentile
 from analysis.memory import rss_series
 from analysis.run_data import RunData, RunDataError, load_run
 
@@ -85,7 +86,7 @@ def window_values(run: RunData, what: str) -> list[float]:
         if what == "requests":
             values.append(window.requests / run.windows.width_s)
         else:
-            values.append(window.histogram.get_value_at_percentile(float(what)) / 1000)
+            values.append(percentile(window.histogram, float(what)) / 1000)
     return values
 
 

@@ -11,13 +11,21 @@ suite reports or judges comes from these histograms instead. Two are kept per re
 In closed-model runs the two are the same. Values are recorded in microseconds, from 1 µs to one
 hour. Histograms travel from workers to the master encoded (HdrHistogram's compressed base64)
 and are added exactly.
+
+Recording and reading are on the generator's hot path (every request; a checkpoint every 5 s),
+and the `hdrh` package does both in pure Python: a 3-digit histogram has 23,552 counters, which
+`get_value_at_percentile` walks one by one. `record_us` computes the counter's index inline, and
+`percentiles`/`describe` read the counters as a numpy array; both give exactly what `hdrh`'s own
+methods give (tests/analysis/test_latency.py), a few times faster and a hundred times faster.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 LOWEST_US = 1
@@ -31,9 +39,69 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
 
 
+def record_us(h: HdrHistogram, value_us: int) -> None:
+    """`h.record_value(value_us)` for a value within the histogram's range, inlined."""
+    bucket = (
+        (value_us | h.sub_bucket_mask).bit_length()
+        - h.unit_magnitude
+        - (h.sub_bucket_half_count_magnitude + 1)
+    )
+    index = (
+        ((bucket + 1) << h.sub_bucket_half_count_magnitude)
+        + (value_us >> (bucket + h.unit_magnitude))
+        - h.sub_bucket_half_count
+    )
+    h.counts[index] += 1
+    h.total_count += 1
+    if value_us < h.min_value:
+        h.min_value = value_us
+    if value_us > h.max_value:
+        h.max_value = value_us
+
+
 def record(histogram: HdrHistogram, value_ms: float) -> None:
-    value_us = min(HIGHEST_US, max(LOWEST_US, round(value_ms * 1000)))
-    histogram.record_value(value_us)
+    record_us(histogram, min(HIGHEST_US, max(LOWEST_US, round(value_ms * 1000))))
+
+
+@functools.cache
+def _equivalent_values(
+    counts_len: int, half_count_magnitude: int, unit_magnitude: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each counter: the lowest, highest and middle value it stands for (as `hdrh`'s
+    get_lowest/highest_equivalent_value and its mean's median-equivalent value)."""
+    index = np.arange(counts_len, dtype=np.int64)
+    bucket = (index >> half_count_magnitude) - 1
+    sub_bucket = (index & ((1 << half_count_magnitude) - 1)) + (1 << half_count_magnitude)
+    first = bucket < 0
+    sub_bucket[first] -= 1 << half_count_magnitude
+    bucket[first] = 0
+    lowest = sub_bucket << (bucket + unit_magnitude)
+    size = np.left_shift(1, bucket + unit_magnitude, dtype=np.int64)
+    return lowest, lowest + size - 1, lowest + (size >> 1)
+
+
+def _counters(h: HdrHistogram) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    counts = np.ctypeslib.as_array(h.counts)
+    values = _equivalent_values(h.counts_len, h.sub_bucket_half_count_magnitude, h.unit_magnitude)
+    return counts, values
+
+
+def percentiles(h: HdrHistogram, ps: Sequence[float]) -> list[int]:
+    """`h.get_value_at_percentile(p)` for each p, in one pass over the counters."""
+    total = h.total_count
+    if total == 0:
+        return [0 for _ in ps]
+    counts, (lowest, highest, _) = _counters(h)
+    targets = [max(int(min(p, 100.0) * total / 100 + 0.5), 1) for p in ps]
+    at = np.searchsorted(np.cumsum(counts), targets, side="left")
+    return [
+        0 if i >= len(counts) else int(highest[i] if p else lowest[i])
+        for p, i in zip(ps, at, strict=True)
+    ]
+
+
+def percentile(h: HdrHistogram, p: float) -> int:
+    return percentiles(h, (p,))[0]
 
 
 def describe(histogram: HdrHistogram) -> dict[str, float]:
@@ -41,14 +109,16 @@ def describe(histogram: HdrHistogram) -> dict[str, float]:
     count = histogram.get_total_count()
     if count == 0:
         return {"count": 0}
+    counts, (_, _, middle) = _counters(histogram)
+    mean_us = float(np.dot(counts.astype(np.float64), middle)) / count
     summary = {
         "count": count,
         "min_ms": histogram.get_min_value() / 1000,
-        "mean_ms": round(histogram.get_mean_value() / 1000, 3),
+        "mean_ms": round(mean_us / 1000, 3),
         "max_ms": histogram.get_max_value() / 1000,
     }
-    for p in PERCENTILES:
-        summary[f"p{p:g}_ms".replace(".", "_")] = histogram.get_value_at_percentile(p) / 1000
+    for p, value in zip(PERCENTILES, percentiles(histogram, PERCENTILES), strict=True):
+        summary[f"p{p:g}_ms".replace(".", "_")] = value / 1000
     return summary
 
 

@@ -18,7 +18,7 @@ import gevent
 
 from analysis.counters import RunCounters
 from analysis.criteria import Criterion
-from analysis.latency import AGGREGATED, LatencyBook
+from analysis.latency import AGGREGATED, LatencyBook, percentile
 
 log = logging.getLogger("criteria")
 LIVE_METRICS = frozenset(
@@ -86,7 +86,7 @@ class LiveJudge:
             return None
         if criterion.metric == "max_ms":
             return histogram.get_max_value() / 1000
-        return histogram.get_value_at_percentile(float(criterion.metric[1:3])) / 1000
+        return percentile(histogram, float(criterion.metric[1:3])) / 1000
 
     def check(self, elapsed_s: float) -> bool:
         """Judge once; True (and the run stopped) when a criterion was violated."""

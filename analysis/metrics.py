@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.criteria import RUN_METRICS, STAGE_METRICS, AnalysisSettings, is_metric
+from analysis.latency import percentile
 from analysis.memory import leak, memory_per_session, rss_series
 from analysis.run_data import RunData
 from analysis.timeline import Windows
@@ -79,7 +80,7 @@ class RunMetrics:
                 return Value(None, note="no requests in this stage")
             if metric == "error_rate_pct":
                 return Value(round(100.0 * total.failures / total.requests, 3), "%")
-            ms = total.histogram.get_value_at_percentile(LATENCY[metric]) / 1000
+            ms = percentile(total.histogram, LATENCY[metric]) / 1000
             return Value(ms, "ms", approximate=True, tolerance_pct=1.0)
         if metric == "cpu_pct":
             return self.cpu(start, end)

@@ -15,6 +15,7 @@ import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from analysis.charts import Series, build_chart
+from analysis.latency import percentile
 from analysis.run_data import RunData
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "report_templates"
@@ -48,7 +49,7 @@ def charts(run: RunData, start: float, duration_s: float) -> list[Any]:
                     Series(
                         f"p{p}",
                         t,
-                        [w.histogram.get_value_at_percentile(p) / 1000 for _, w in items],
+                        [percentile(w.histogram, p) / 1000 for _, w in items],
                     )
                     for p in (50, 95, 99)
                 ],

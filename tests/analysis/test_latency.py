@@ -6,8 +6,18 @@ import random
 from collections import Counter
 
 import pytest
+from hdrh.histogram import HdrHistogram
 
-from analysis.latency import AGGREGATED, HIGHEST_US, LatencyBook, describe, merged
+from analysis.latency import (
+    AGGREGATED,
+    HIGHEST_US,
+    LOWEST_US,
+    LatencyBook,
+    describe,
+    merged,
+    percentiles,
+    record_us,
+)
 from shapes.arrivals import ArrivalCounters, WeightedChoice
 
 SUMMARY_KEYS = {
@@ -25,6 +35,39 @@ SUMMARY_KEYS = {
 
 def p(book: LatencyBook, key: str, percentile: float, kind: str = "latency") -> float:
     return book.get(key, kind).get_value_at_percentile(percentile) / 1000
+
+
+# --- fast paths: exactly what hdrh's own methods give -------------------------------------
+
+
+@pytest.mark.parametrize("digits", [2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_fast_record_and_read_equal_hdrh(digits: int, seed: int) -> None:
+    rng = random.Random(seed)
+    fast, reference = (HdrHistogram(LOWEST_US, HIGHEST_US, digits) for _ in range(2))
+    # Values across the whole range: sub-millisecond, a 50 ms server, stalls, the top.
+    values = [rng.choice([1, 2, 999, 1000, 1023, 1024, 2047, 2048, HIGHEST_US]) for _ in range(9)]
+    values += [int(rng.lognormvariate(10.8, 1.5)) for _ in range(3000)]
+    values += [min(HIGHEST_US, int(rng.expovariate(1e-7))) for _ in range(200)]
+    for v in values:
+        v = max(LOWEST_US, min(HIGHEST_US, v))
+        record_us(fast, v)
+        reference.record_value(v)
+    assert list(fast.counts) == list(reference.counts)
+    assert (fast.total_count, fast.min_value, fast.max_value) == (
+        reference.total_count, reference.min_value, reference.max_value,
+    )  # fmt: skip
+    ps = [0.0, 1.0, 25.0, 50.0, 90.0, 95.0, 99.0, 99.9, 99.99, 100.0]
+    assert percentiles(reference, ps) == [reference.get_value_at_percentile(q) for q in ps]
+    summary = describe(reference)
+    assert summary["mean_ms"] == round(reference.get_mean_value() / 1000, 3)
+    assert summary["p99_9_ms"] == reference.get_value_at_percentile(99.9) / 1000
+
+
+def test_reading_an_empty_histogram() -> None:
+    empty = HdrHistogram(LOWEST_US, HIGHEST_US, 3)
+    assert percentiles(empty, [50.0, 99.0]) == [0, 0]
+    assert describe(empty) == {"count": 0}
 
 
 # --- LatencyBook ---------------------------------------------------------------------------

@@ -165,6 +165,29 @@ def one_per_window(width: float, count: int) -> Windows:
     return windows
 
 
+def test_a_windows_encoding_follows_every_change() -> None:
+    """Encodings are kept between checkpoints; a window recorded into (or merged into, or
+    decoded after compaction and recorded into again) must not ship its old encoding."""
+    windows = Windows(1.0, compact_after_s=2.0)
+
+    def counts() -> dict[str, int]:
+        decoded = Windows.decode(json.loads(json.dumps(windows.encode())))
+        return {i: w.histogram.get_total_count() for i, w in decoded.windows.items()}
+
+    windows.record(T0, 10.0, False)
+    assert counts() == {int(T0): 1}
+    windows.record(T0 + 0.5, 20.0, False)
+    assert counts() == {int(T0): 2}
+    other = Windows(1.0)
+    other.record(T0, 30.0, True)
+    windows.add_encoded(other.encode())
+    assert counts() == {int(T0): 3}
+    windows.record(T0 + 5, 10.0, False)  # the first window is compacted
+    windows.record(T0 + 0.1, 40.0, False)  # and recorded into again
+    assert counts() == {int(T0): 4, int(T0) + 5: 1}
+    assert windows.windows[int(T0)].failures == 1
+
+
 @pytest.mark.parametrize("width", [1.0, 0.5, 0.25])
 def test_between_selects_windows_starting_in_the_span(width: float) -> None:
     windows = one_per_window(width, 10)
