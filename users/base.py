@@ -14,6 +14,7 @@ from shapes.pacing import pacing_of
 from users.profile import TargetProfile, load_profile
 
 COUNTER_EVENT = "suite_counter"
+JSON = "application/json"
 
 
 class ScenarioUser(FastHttpUser):
@@ -87,8 +88,10 @@ class ScenarioUser(FastHttpUser):
 
     def call(self, role: str, auth_key: str | None, **values: Any) -> Any:
         """Send the profile's request for `role`; returns Locust's response context manager."""
-        method, path, body, name = self.profile.request(role, **values)
-        headers = {self.profile.api_key_header: auth_key} if auth_key else None
+        method, path, body, name = self.profile.request_text(role, **values)
+        headers = {"Content-Type": JSON, "Accept": JSON} if body is not None else {}
+        if auth_key:
+            headers[self.profile.api_key_header] = auth_key
         return self.client.request(
-            method, path, json=body, headers=headers, name=name, catch_response=True
+            method, path, data=body, headers=headers, name=name, catch_response=True
         )

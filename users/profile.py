@@ -7,8 +7,10 @@ to send. Mapping another gateway's API is a new profile, not new user code.
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +29,26 @@ class ProfileError(ValueError):
     """A target profile that cannot be used; the message is one line."""
 
 
+Filler = Callable[[Mapping[str, Any]], Any]
+
+
 @dataclass(frozen=True)
 class RequestSpec:
+    """One request role; its path and body templates compiled once (`compile_template`), since
+    they are filled for every request the generator sends."""
+
     method: str
     path: str
     json: Any = None
+    fill_path: Filler = field(init=False, repr=False, compare=False)
+    fill_json: Filler = field(init=False, repr=False, compare=False)
+    fill_body: Filler = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fill_path", compile_template(self.path))
+        object.__setattr__(self, "fill_json", compile_template(self.json))
+        body = compile_json(self.json) if self.json is not None else (lambda _: None)
+        object.__setattr__(self, "fill_body", body)
 
 
 @dataclass(frozen=True)
@@ -45,26 +62,46 @@ class TargetProfile:
     def request(self, role: str, **values: Any) -> tuple[str, str, Any, str]:
         """(method, path, json body, stats name) for a request role filled with `values`."""
         spec = self.requests[role]
-        path = fill(spec.path, values)
         # Stats group by the path template, not by each session's own path.
-        return spec.method, path, fill(spec.json, values), spec.path
+        return spec.method, spec.fill_path(values), spec.fill_json(values), spec.path
+
+    def request_text(self, role: str, **values: Any) -> tuple[str, str, str | None, str]:
+        """`request`, with the body as JSON text, written straight from the template."""
+        spec = self.requests[role]
+        return spec.method, spec.fill_path(values), spec.fill_body(values), spec.path
 
     def events(self, **values: Any) -> str:
         return fill(self.events_path, values)
 
 
-def fill(template: Any, values: dict[str, Any]) -> Any:
-    """Replace "{name}" placeholders in strings, lists and mappings."""
+def fill(template: Any, values: Mapping[str, Any]) -> Any:
+    """Replace "{name}" placeholders in strings, lists and mappings: a string that is one
+    placeholder takes the value as it is (a number stays a number), others are formatted."""
+    return compile_template(template)(values)
+
+
+def compile_template(template: Any) -> Filler:
+    """`fill` for one template, with the template parsed once."""
     if isinstance(template, str):
         whole = _PLACEHOLDER.fullmatch(template)
         if whole:
-            return values[whole.group(1)]
-        return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
+            name = whole.group(1)
+            return lambda values: values[name]
+        parts = _PLACEHOLDER.split(template)  # literal, name, literal, name, ..., literal
+        if len(parts) == 1:
+            return lambda _: template
+        first, names, literals = parts[0], parts[1::2], parts[2::2]
+        pairs = list(zip(names, literals, strict=True))
+        return lambda values: (
+            first + "".join([str(values[name]) + literal for name, literal in pairs])
+        )
     if isinstance(template, dict):
-        return {key: fill(value, values) for key, value in template.items()}
+        items = [(key, compile_template(value)) for key, value in template.items()]
+        return lambda values: {key: filler(values) for key, filler in items}
     if isinstance(template, list):
-        return [fill(item, values) for item in template]
-    return template
+        fillers = [compile_template(item) for item in template]
+        return lambda values: [filler(values) for filler in fillers]
+    return lambda _: template
 
 
 def load_profile(name_or_path: str = "plan", conf_dir: Path = CONF_DIR) -> TargetProfile:
@@ -96,3 +133,42 @@ def load_profile(name_or_path: str = "plan", conf_dir: Path = CONF_DIR) -> Targe
     if missing:
         raise ProfileError(f"{path}: missing {', '.join(missing)}")
     return profile
+
+
+_encode_string = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+def _json_value(value: Any) -> str:
+    if type(value) is str:
+        return _encode_string(value)
+    if type(value) is int:
+        return str(value)
+    return json.dumps(value, separators=(",", ":"))
+
+
+def compile_json(template: Any) -> Filler:
+    """`json.dumps(fill(template, values))`, with the template's constant parts encoded once:
+    the same JSON text, written for every request the generator sends without building the
+    dict and walking it again."""
+    if isinstance(template, str):
+        whole = _PLACEHOLDER.fullmatch(template)
+        if whole:
+            name = whole.group(1)
+            return lambda values: _json_value(values[name])
+        if not _PLACEHOLDER.search(template):
+            text = _json_value(template)
+            return lambda _: text
+        filler = compile_template(template)
+        return lambda values: _encode_string(filler(values))
+    if isinstance(template, dict | list):
+        if isinstance(template, dict):
+            parts = [(_encode_string(str(k)) + ":", compile_json(v)) for k, v in template.items()]
+            opening, closing = "{", "}"
+        else:
+            parts = [("", compile_json(item)) for item in template]
+            opening, closing = "[", "]"
+        return lambda values: (
+            opening + ",".join([prefix + filler(values) for prefix, filler in parts]) + closing
+        )
+    text = _json_value(template)
+    return lambda _: text
