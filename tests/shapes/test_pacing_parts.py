@@ -1,0 +1,92 @@
+"""The arrival engine's parts on their own: the precise clock, the idle pool, the GC freeze."""
+
+from __future__ import annotations
+
+import gc
+import time
+
+import gevent
+import pytest
+
+from shapes.arrivals import IdlePool
+from shapes.clock import PreciseClock
+from suite.pauses import FrozenAtStart
+
+
+def test_the_precise_clock_never_wakes_early_and_lets_others_run() -> None:
+    clock = PreciseClock()
+    assert clock.precise  # Linux: a timerfd
+    ticks = []
+    ticker = gevent.spawn(lambda: [ticks.append(gevent.sleep(0.001)) for _ in range(20)])
+    try:
+        for _ in range(20):
+            due = time.monotonic() + 0.002
+            clock.sleep_until(due)
+            assert time.monotonic() >= due
+        clock.sleep_until(time.monotonic() - 1)  # a deadline passed: no wait at all
+    finally:
+        clock.close()
+    ticker.join(timeout=5)
+    assert len(ticks) == 20  # the loop kept running while the clock waited
+
+
+def test_the_clock_falls_back_to_gevent_sleep_without_a_timerfd(monkeypatch) -> None:
+    monkeypatch.setattr("shapes.clock._libc", lambda: None)
+    clock = PreciseClock()
+    assert not clock.precise
+    due = time.monotonic() + 0.01
+    clock.sleep_until(due)
+    assert time.monotonic() >= due - 0.002  # gevent's timer, millisecond resolution
+    clock.close()
+
+
+def test_the_idle_pool_hands_out_last_in_first_out() -> None:
+    pool = IdlePool()
+    got: dict[str, float] = {}
+
+    def user(name: str) -> None:
+        got[name] = pool.wait()
+
+    users = [gevent.spawn(user, name) for name in "abc"]
+    gevent.sleep(0)
+    assert len(pool) == 3
+    assert pool.hand_out(1.0) and pool.hand_out(2.0)
+    gevent.sleep(0)
+    assert got == {"c": 1.0, "b": 2.0}
+    assert len(pool) == 1
+    users[0].kill()  # stopped while idle: out of the pool, nothing handed to it
+    assert len(pool) == 0 and not pool.hand_out(3.0)
+
+
+def test_a_user_killed_after_its_arrival_was_handed_out_is_not_resumed() -> None:
+    pool = IdlePool()
+    user = gevent.spawn(pool.wait)
+    gevent.sleep(0)
+    assert pool.hand_out(1.0)
+    user.kill(block=True)  # before the hand-over ran
+    gevent.sleep(0.01)  # the hand-over runs now: it must not switch into a dead greenlet
+    assert user.dead and len(pool) == 0
+
+
+@pytest.fixture
+def events():
+    from locust.env import Environment
+
+    environment = Environment()
+    yield environment.events
+    gc.unfreeze()
+
+
+def test_the_collector_skips_what_was_alive_at_start_until_the_test_stops(events) -> None:
+    FrozenAtStart(type("Env", (), {"events": events})())
+    assert gc.get_freeze_count() == 0
+    events.test_start.fire(environment=None)
+    frozen = gc.get_freeze_count()
+    assert frozen > 1000  # the suite's imports at least
+    events.spawning_complete.fire(user_count=1)
+    assert gc.get_freeze_count() >= frozen
+    again = gc.get_freeze_count()
+    events.spawning_complete.fire(user_count=2)  # later ramps stay collectable
+    assert gc.get_freeze_count() == again
+    events.test_stop.fire(environment=None)
+    assert gc.get_freeze_count() == 0
