@@ -42,6 +42,7 @@ from monitors.resources import ResourceMonitor
 from shapes.arrivals import ArrivalShape
 from shapes.scenario import CONF_DIR, ScenarioError
 from shapes.scenario_shape import ScenarioPacing, ScenarioShape, scenario_from_options
+from suite.pauses import FrozenAtStart
 from suite.target import (
     TargetError,
     check_reachable,
@@ -91,6 +92,7 @@ class SuiteRun:
         self.counters = RunCounters(environment)
         if not isinstance(self.runner, MasterRunner):
             ScenarioPacing(environment, self.load_scenario, user_classes)
+            FrozenAtStart(environment)
         if isinstance(self.runner, WorkerRunner):
             GeneratorHealth(environment, record=lambda source, sample: None)
             # Locust's worker quits when its master is silent this long (60 s by default, a
