@@ -23,6 +23,7 @@ SCENARIO_TIMEOUT ?= 600
 BASE ?=
 ALL_ARGS ?=
 MONITOR_ARGS ?=
+BENCH_ARGS ?=
 SCENARIOS := sessions webhooks messages stress endurance
 LOCUST = $(BIN)/locust -f locustfile.py --time-scale $(TIME_SCALE) $(if $(TARGET),-H $(TARGET)) \
 	$(if $(GATEWAY_ARGS),--gateway-args "$(GATEWAY_ARGS)") --lang $(REPORT_LANG) \
@@ -105,14 +106,12 @@ report: $(STAMP) ## Judge and render a saved run again (RUN=reports/<dir> REPORT
 gateway: $(STAMP) ## Run the reference gateway on port 3000 (GATEWAY_ARGS="--error-rate 0.1")
 	$(BIN)/python -m gateway --port 3000 $(GATEWAY_ARGS)
 
-bench: $(STAMP) ## Benchmarks, written to docs/benchmarks.md (installs wrk and nginx if it can)
-	@(command -v wrk >/dev/null && test -x /usr/sbin/nginx) || \
-		(apt-get update -qq && apt-get install -y -qq wrk nginx-light >/dev/null) || \
-		echo "bench: could not install wrk or nginx; their figures will be skipped"
-	$(BIN)/python -m bench.gateway
-	$(BIN)/python -m bench.arrivals
-	$(BIN)/python -m bench.monitors
-	$(BIN)/python -m bench.report
+bench: $(STAMP) ## Benchmarks vs wrk, hey, ab and plain Locust, within 15 min (docs/benchmarks.md)
+	@(command -v wrk && command -v hey && command -v ab && test -x /usr/sbin/nginx) >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		 apt-get install -y -qq wrk hey apache2-utils nginx-light >/dev/null) || \
+		echo "bench: could not install wrk, hey, ab or nginx; their figures will be skipped"
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 soak: $(STAMP) ## Does the suite leak? 10 min compressed endurance, its memory slope (docs/benchmarks.md)
 	$(BIN)/python -m bench.soak --minutes 10

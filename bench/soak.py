@@ -1,6 +1,6 @@
 """Does the suite itself leak? A compressed endurance run, and the generator's memory over it.
 
-    python -m bench.soak [--minutes 10] [--no-write]     (make soak)
+    python -m bench.soak [--minutes 10] [--no-write] [--keep DIR]     (make soak)
 
 The endurance scenario (40 users, messages with delivery tracking, webhooks) compressed to
 `--minutes` runs headless against the embedded gateway. The generator process (a local
@@ -40,17 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--keep", type=Path, help="keep the run's folder (samples, report) here")
     args = parser.parse_args(argv)
     seconds = args.minutes * 60
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "soak"
+        folder = args.keep or Path(tmp) / "soak"
         command = [
             sys.executable, "-m", "locust", "-f", "locustfile.py", "--headless",
             "--only-summary", "--scenario", "endurance", "--time-scale", repr(seconds / 86_400),
             "--report-dir", str(folder),
         ]  # fmt: skip
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        if done.returncode not in (0, 1, 3):
+        if done.returncode not in (0, 1, 3) or not (folder / "samples.csv").exists():
             print(done.stderr[-3000:], file=sys.stderr)
             return 1
         rows = read_samples(folder / "samples.csv")

@@ -123,11 +123,12 @@ def locust_runner(tmp_path: Path) -> LocustRunner:
 
 
 class LatencyServer:
-    """tests/shapes/latency_server.py in a process of its own, pinned to CPU 0 when possible."""
+    """bench/delay_server.py (log-normal, median 100 ms) in a process of its own, pinned to
+    CPU 0 when possible."""
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [*pinned(0), sys.executable, "-m", "tests.shapes.latency_server", "--median-ms", "100"],
+            [*pinned(0), sys.executable, "-m", "bench.delay_server", "--median-ms", "100"],
             cwd=ROOT, stdout=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
