@@ -43,6 +43,7 @@ from shapes.arrivals import ArrivalShape
 from shapes.scenario import CONF_DIR, ScenarioError
 from shapes.scenario_shape import ScenarioPacing, ScenarioShape, scenario_from_options
 from suite.pauses import FrozenAtStart
+from suite.stats_trim import keep_trimmed
 from suite.target import (
     TargetError,
     check_reachable,
@@ -127,6 +128,7 @@ class SuiteRun:
             install_live_view(environment, self.monitor)
             self.install_report_view()
         self.health = GeneratorHealth(environment, record=self.monitor.record)
+        keep_trimmed(lambda: self.runner.stats)
         environment.events.test_start.add_listener(self.on_test_start)
         environment.events.test_stop.add_listener(self.on_test_stop)
         environment.events.quitting.add_listener(self.on_quitting)

@@ -90,3 +90,24 @@ def test_the_collector_skips_what_was_alive_at_start_until_the_test_stops(events
     assert gc.get_freeze_count() == again
     events.test_stop.fire(environment=None)
     assert gc.get_freeze_count() == 0
+
+
+def test_locusts_per_second_counts_are_trimmed_to_the_last_minutes() -> None:
+    from locust.stats import RequestStats
+
+    from suite.stats_trim import KEEP_S, trim
+
+    stats = RequestStats()
+    now = 1_790_000_000.0
+    for second in range(3600):
+        stats.log_request("POST", "/api/webhook", 5, 10)
+        stats.get("/api/webhook", "POST").num_reqs_per_sec[int(now) - second] += 1
+        stats.total.num_reqs_per_sec[int(now) - second] += 1
+        stats.get("/api/webhook", "POST").num_fail_per_sec[int(now) - second] += 1
+    assert trim(stats, now) == 3 * (3600 - KEEP_S - 1)  # seconds 121..3599 ago, in 3 dicts
+    entry = stats.get("/api/webhook", "POST")
+    counts = (entry.num_reqs_per_sec, entry.num_fail_per_sec, stats.total.num_reqs_per_sec)
+    for per_second in counts:
+        assert min(k for k in per_second if k <= now) >= int(now) - KEEP_S
+        assert len([k for k in per_second if k <= now]) <= KEEP_S + 1
+    assert entry.num_requests == 3600  # the totals are untouched
