@@ -33,7 +33,7 @@ from bench.machine import describe_machine, replace_section
 from bench.nginx import Nginx
 
 CONNECTIONS = 64
-LADDER = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 1.0)
+LADDER = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0)
 POOL = 256
 RAMP_S = 2.0  # the arrival rate ramps up from a tenth over this, then the window is measured
 SLACK_S = 4.0  # a generator runs this much longer than its window (start, warm-up, margin)

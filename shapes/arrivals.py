@@ -49,6 +49,7 @@ MSG_DRAINED = "arrivals:drained"
 LOCAL_CLIENT = "local"
 TIMER_SLACK_S = 0.002
 SPIN_MIN_GAP_S = 5 * TIMER_SLACK_S  # spin at most a fifth of the time
+PRECISE_MIN_GAP_S = 0.002  # arrivals this far apart are woken by a timerfd (shapes.clock)
 
 log = logging.getLogger("shapes.arrivals")
 
@@ -242,11 +243,15 @@ class ArrivalPacing:
         try:
             for due_s in timetable.due_times(shard, shards, from_s):
                 due = t0 + due_s
-                if clock.precise:
+                gap_s = due_s - previous
+                previous = due_s
+                # A timer of its own costs three system calls per arrival: worth it when arrivals
+                # are sparse (the loop would sleep through the millisecond gevent's timer adds);
+                # when they are dense the loop is awake anyway and gevent's timers batch them.
+                if clock.precise and gap_s >= PRECISE_MIN_GAP_S:
                     clock.sleep_until(due)
                 else:
-                    _coarse_sleep_until(due, due_s - previous)
-                    previous = due_s
+                    _coarse_sleep_until(due, gap_s)
                 counters.due += 1
                 if not self._pool(choose.next()).hand_out(due):
                     counters.dropped += 1
@@ -276,7 +281,7 @@ class ArrivalPacing:
 
 
 def _coarse_sleep_until(due: float, gap_s: float) -> None:
-    """Without a precise clock (`shapes.clock`), gevent's timers fire up to a millisecond late.
+    """With gevent's timers, which fire up to a millisecond late (dense arrivals, or no timerfd).
     When arrivals are sparse, wake a little early and yield, when the loop is idle, until the
     due time; when they are dense, that would keep the process busy all the time and slow every
     request down, so the timer's own lateness (under a millisecond) is accepted, and measured."""
