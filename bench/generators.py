@@ -42,12 +42,15 @@ WEBHOOK_BODY = (
     '{"type":"message_create","timestamp":1700000000000,"message":{"id":"bench",'
     '"from":"5511900000000","to":"5511912345678","text":"Test message"}}'
 )
-WRK_LUA = WEBHOOK_LUA + """
+WRK_LUA = (
+    WEBHOOK_LUA
+    + """
 done = function(summary, latency, requests)
   io.write(string.format("PERCENTILES %d %d %d %d\\n", latency:percentile(50),
       latency:percentile(95), latency:percentile(99), summary.requests))
 end
 """
+)
 
 
 @dataclass
