@@ -113,8 +113,8 @@ bench: $(STAMP) ## Benchmarks vs wrk, hey, ab and plain Locust, within 15 min (d
 		echo "bench: could not install wrk, hey, ab or nginx; their figures will be skipped"
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-soak: $(STAMP) ## Does the suite leak? 10 min compressed endurance, its memory slope (docs/benchmarks.md)
-	$(BIN)/python -m bench.soak --minutes 10
+soak: $(STAMP) ## Does the suite leak? 30 min compressed endurance, its memory slope (docs/benchmarks.md)
+	$(BIN)/python -m bench.soak --minutes 30
 
 clean: ## Remove .venv, caches and reports
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis reports

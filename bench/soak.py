@@ -1,6 +1,6 @@
 """Does the suite itself leak? A compressed endurance run, and the generator's memory over it.
 
-    python -m bench.soak [--minutes 10] [--no-write] [--keep DIR]     (make soak)
+    python -m bench.soak [--minutes 30] [--no-write] [--keep DIR]     (make soak)
 
 The endurance scenario (40 users, messages with delivery tracking, webhooks) compressed to
 `--minutes` runs headless against the embedded gateway. The generator process (a local
@@ -50,7 +50,7 @@ def slope_mb_per_hour(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
-    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--keep", type=Path, help="keep the run's folder (samples, report) here")
     parser.add_argument("--judge", type=Path, help="judge a kept run's folder instead of running")
