@@ -136,9 +136,12 @@ class SuiteRun:
             # Locust's own SIGTERM handler does not get to run in these headless runs (the
             # process dies of the signal, nothing written): SIGTERM is made a Ctrl-C instead,
             # a KeyboardInterrupt in the main greenlet, whose path (Locust's shutdown) writes
-            # the partial report.
+            # the partial report. So is Ctrl-C itself: Python raises it in whichever greenlet
+            # happens to run, and one raised in a user's or in a listener of test_start (busy
+            # in the garbage collector) stopped that greenlet only, and the run went on.
             main = greenlet.getcurrent()  # the init hook runs in Locust's main greenlet
-            gevent.signal_handler(signal.SIGTERM, lambda: main.throw(KeyboardInterrupt))
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                gevent.signal_handler(signum, lambda: main.throw(KeyboardInterrupt))
             print_progress(environment, self.shape.describe, lambda: self.scenario.name)
 
     def check_web_port(self) -> None:
