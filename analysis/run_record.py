@@ -211,9 +211,7 @@ class RunRecord:
         if checkpoint or self.ended_at is None:  # the run is still going
             summary["partial"] = True
         if checkpoint:
-            # While the load runs, on the event loop: compact JSON, the quickest to write. (A
-            # thread of gevent's pool writing them instead left a Ctrl-C during a checkpoint
-            # without effect for over 30 s, once in a full test run.)
+            # While the load runs, on the event loop: compact JSON, the quickest to write.
             write_atomically(path, json.dumps(summary) + "\n")
             write_atomically(self.folder / TIMELINE, json.dumps(self.timeline()) + "\n")
             return path
