@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from bench import generators as g
-from bench.machine import describe_machine, replace_section
+from bench.machine import describe_machine, replace_section, spread
 from bench.nginx import Nginx
 
 USERS = (10, 100, 1000)
@@ -77,11 +77,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def cpu_per_1000(m: g.Measured) -> float:
     return m.cpu / m.rate * 1000 if m.rate else 0.0
-
-
-def spread(values: list[float], fmt: str) -> str:
-    middle = format(statistics.median(values), fmt)
-    return f"{middle} ({format(min(values), fmt)}-{format(max(values), fmt)})"
 
 
 def per_user_kib(results: dict, name: str) -> list[float]:

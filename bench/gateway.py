@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.machine import describe_machine, replace_section
+from bench.machine import describe_machine, replace_section, spread
 from gateway.process import GatewayProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,10 +165,6 @@ def measure(name, start, lua, args) -> tuple[str, list[Run]]:
             server.stop()
         print(f"  {name}: {runs[-1].rate:,.0f} req/s, p95 {runs[-1].p95_ms:.2f} ms", flush=True)
     return name, runs
-
-
-def spread(values: list[float], fmt: str) -> str:
-    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
 
 
 def table(results: list[tuple[str, list[Run]]], reference: str) -> str:

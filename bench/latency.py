@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import generators as g
-from bench.machine import describe_machine, replace_section
+from bench.machine import describe_machine, replace_section, spread
 
 CONNECTIONS = 16
 ARRIVAL_RATE = 200
@@ -137,10 +137,6 @@ def median_of(pairs: list[tuple[dict, dict]], which: int, key: str) -> float:
     return statistics.median(pair[which][key] for pair in pairs)
 
 
-def cell(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
-
-
 def render(fixed: dict, stalled: dict, args: argparse.Namespace) -> tuple[str, bool]:
     lines = [
         describe_machine(),
@@ -173,7 +169,7 @@ def render(fixed: dict, stalled: dict, args: argparse.Namespace) -> tuple[str, b
                         met = False
         lines.append(
             f"| {name} | "
-            + " | ".join(cell([r[k] for r, _ in pairs]) for k in KEYS)
+            + " | ".join(spread([r[k] for r, _ in pairs], ".2f") for k in KEYS)
             + f" | {truth} | {max(gaps):.2f} | {vs_wrk} |"
         )
     lines += [
@@ -190,7 +186,7 @@ def render(fixed: dict, stalled: dict, args: argparse.Namespace) -> tuple[str, b
         seen = statistics.median(t["count"] for _, t in pairs)
         lines.append(
             f"| {name} | "
-            + " | ".join(cell([r[k] for r, _ in pairs]) for k in KEYS)
+            + " | ".join(spread([r[k] for r, _ in pairs], ".2f") for k in KEYS)
             + f" | {truth} | {seen:,.0f} |"
         )
     lines += [

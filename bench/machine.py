@@ -1,4 +1,4 @@
-"""What every benchmark writes down: the machine, and its section of docs/benchmarks.md."""
+"""What every benchmark writes down: the machine, its figures, its section of docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import platform
 import re
+import statistics
 from pathlib import Path
 
 
@@ -26,6 +27,11 @@ def describe_machine() -> str:
         f"{os.cpu_count()} cores, {memory_gib:.0f} GiB, Linux {platform.release()}, "
         f"Python {platform.python_version()}. A shared machine: read ratios, not absolutes."
     )
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """A figure of several runs: "median (min-max)"."""
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
 
 
 def replace_section(path: Path, name: str, text: str) -> None:

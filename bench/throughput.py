@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import generators as g
-from bench.machine import describe_machine, replace_section
+from bench.machine import describe_machine, replace_section, spread
 from bench.nginx import Nginx
 
 CONNECTIONS = 64
@@ -39,13 +39,6 @@ RAMP_S = 2.0  # the arrival rate ramps up from a tenth over this, then the windo
 SLACK_S = 4.0  # a generator runs this much longer than its window (start, warm-up, margin)
 CLOSED_TARGET, ARRIVALS_TARGET = 0.90, 0.75
 CLOSED = "suite, closed model (WebhookSender)"
-
-
-def spread(values: list[float], digits: int = 0) -> str:
-    """ "median (min-max)" """
-    fmt = f"{{:,.{digits}f}}"
-    middle = fmt.format(statistics.median(values))
-    return f"{middle} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,9 +160,9 @@ def render(
         vs_plain = paired(runs, plain_runs)
         vs_wrk = f"{statistics.median(paired(runs, wrk)):.3f}" if wrk else "-"
         lines.append(
-            f"| {name} | {spread([m.rate for m in runs])} | "
-            f"{statistics.median(m.cpu for m in runs):.2f} | {spread(per_cpu)} | "
-            f"{vs_wrk} | {spread(vs_plain, 2)} |"
+            f"| {name} | {spread([m.rate for m in runs], ',.0f')} | "
+            f"{statistics.median(m.cpu for m in runs):.2f} | {spread(per_cpu, ',.0f')} | "
+            f"{vs_wrk} | {spread(vs_plain, ',.2f')} |"
         )
     closed_ratio = statistics.median(paired(results[CLOSED], plain_runs))
     held = [rate for rate, _, ok, _ in ladder if ok]

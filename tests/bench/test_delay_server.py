@@ -58,3 +58,23 @@ def test_the_tools_percentiles_are_read_in_ms() -> None:
     assert hey_percentiles(hey.replace("%%", "%")) == {
         "p50_ms": pytest.approx(50.5), "p95_ms": pytest.approx(51.2), "p99_ms": pytest.approx(53.0),
     }  # fmt: skip
+
+
+def test_throughput_ratios_are_paired_run_by_run() -> None:
+    import argparse
+
+    from bench import generators as g
+    from bench import throughput
+
+    def runs(*rates: float) -> list[g.Measured]:
+        return [g.Measured(rate, 1.0, 80.0) for rate in rates]
+
+    # The machine's speed drifts between rotations: each suite run is read against its own.
+    results = {
+        "plain Locust FastHttpUser": runs(1000, 2000, 1500),
+        throughput.CLOSED: runs(950, 1900, 1350),
+    }
+    ladder = [(600.0, 600.0, True, {"dropped": 0, "max_lateness_ms": 1.0, "cpu": 0.5})]
+    text = throughput.render(results, ladder, 1500, [], argparse.Namespace(window=4, runs=3))
+    assert "| 0.95 (0.90-0.95) |" in text  # paired: 0.95, 0.95, 0.90
+    assert "**met** (0.95)" in text and "**not met** (0.40" in text
