@@ -88,7 +88,7 @@ class ScenarioUser(FastHttpUser):
 
     def call(self, role: str, auth_key: str | None, **values: Any) -> Any:
         """Send the profile's request for `role`; returns Locust's response context manager."""
-        method, path, body, name = self.profile.request_text(role, **values)
+        method, path, body, name = self.profile.request(role, **values)
         headers = {"Content-Type": JSON} if body is not None else {}
         if auth_key:
             headers[self.profile.api_key_header] = auth_key

@@ -34,19 +34,17 @@ Filler = Callable[[Mapping[str, Any]], Any]
 
 @dataclass(frozen=True)
 class RequestSpec:
-    """One request role; its path and body templates compiled once (`compile_template`), since
-    they are filled for every request the generator sends."""
+    """One request role; its path and body templates compiled once (`compile_template`,
+    `compile_json`), since they are filled for every request the generator sends."""
 
     method: str
     path: str
     json: Any = None
     fill_path: Filler = field(init=False, repr=False, compare=False)
-    fill_json: Filler = field(init=False, repr=False, compare=False)
     fill_body: Filler = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fill_path", compile_template(self.path))
-        object.__setattr__(self, "fill_json", compile_template(self.json))
         body = compile_json(self.json) if self.json is not None else (lambda _: None)
         object.__setattr__(self, "fill_body", body)
 
@@ -59,15 +57,10 @@ class TargetProfile:
     events_path: str
     fields: dict[str, Any]
 
-    def request(self, role: str, **values: Any) -> tuple[str, str, Any, str]:
-        """(method, path, json body, stats name) for a request role filled with `values`."""
+    def request(self, role: str, **values: Any) -> tuple[str, str, str | None, str]:
+        """(method, path, JSON body text or None, stats name) for a role filled with `values`."""
         spec = self.requests[role]
         # Stats group by the path template, not by each session's own path.
-        return spec.method, spec.fill_path(values), spec.fill_json(values), spec.path
-
-    def request_text(self, role: str, **values: Any) -> tuple[str, str, str | None, str]:
-        """`request`, with the body as JSON text, written straight from the template."""
-        spec = self.requests[role]
         return spec.method, spec.fill_path(values), spec.fill_body(values), spec.path
 
     def events(self, **values: Any) -> str:

@@ -18,10 +18,11 @@ VALUES = {
 @pytest.mark.parametrize("role", ["create_session", "send_message", "webhook", "session_status"])
 def test_the_json_text_is_the_json_of_the_filled_body(role: str) -> None:
     profile = load_profile()
-    method, path, body, name = profile.request(role, **VALUES)
-    text = profile.request_text(role, **VALUES)
-    assert text[0] == method and text[1] == path and text[3] == name
-    assert (text[2] is None) if body is None else (json.loads(text[2]) == body)
+    spec = profile.requests[role]
+    method, path, text, name = profile.request(role, **VALUES)
+    body = fill(spec.json, VALUES)
+    assert method == spec.method and path == fill(spec.path, VALUES) and name == spec.path
+    assert (text is None) if body is None else (json.loads(text) == body)
 
 
 @pytest.mark.parametrize(
