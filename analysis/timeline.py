@@ -70,6 +70,11 @@ class Window:
         """The histogram changed: its encoding is out of date."""
         self._encoded = None
 
+    @property
+    def stale(self) -> bool:
+        """Whether `encoded()` has to encode the histogram again."""
+        return self._encoded is None
+
     def encoded(self) -> str:
         if self._encoded is None:
             assert self._histogram is not None
@@ -125,6 +130,16 @@ class Windows:
         window.failures += failed
         record_us(window.histogram, min(HIGHEST_US, max(LOWEST_US, round(latency_ms * 1000))))
         window.touch()
+
+    def encode_finished(self, pause: Callable[[], None], batch: int = 10) -> None:
+        """Encode the windows older than the newest whose encoding is out of date, `batch` at a
+        time with `pause()` between, so that `encode()` then finds them ready: a checkpoint
+        on the event loop blocks it in pieces of half a millisecond, not in one of a few."""
+        stale = [w for i, w in self.windows.items() if i < self._newest and w.stale]
+        for done, window in enumerate(stale, 1):
+            window.encoded()
+            if done % batch == 0:
+                pause()
 
     def encode(self) -> dict[str, Any]:
         return {

@@ -188,6 +188,23 @@ def test_a_windows_encoding_follows_every_change() -> None:
     assert windows.windows[int(T0)].failures == 1
 
 
+def test_finished_windows_are_encoded_in_batches_with_a_pause_between() -> None:
+    windows = one_per_window(0.1, 25)
+    pauses: list[int] = []
+
+    def pause() -> None:
+        pauses.append(sum(not w.stale for w in windows.windows.values()))
+
+    windows.encode_finished(pause, batch=10)
+    assert pauses == [10, 20]  # the newest window may still be recorded into: left as it is
+    assert [w.stale for _, w in sorted(windows.windows.items())] == [False] * 24 + [True]
+    newest = max(windows.windows)
+    windows.record((newest + 0.5) * 0.1, 5.0, False)
+    windows.encode_finished(pause, batch=10)
+    assert len(pauses) == 2  # nothing was out of date but the newest
+    assert Windows.decode(windows.encode()).windows[newest].requests == 2
+
+
 @pytest.mark.parametrize("width", [1.0, 0.5, 0.25])
 def test_between_selects_windows_starting_in_the_span(width: float) -> None:
     windows = one_per_window(width, 10)
