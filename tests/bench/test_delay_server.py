@@ -73,8 +73,11 @@ def test_throughput_ratios_are_paired_run_by_run() -> None:
     results = {
         "plain Locust FastHttpUser": runs(1000, 2000, 1500),
         throughput.CLOSED: runs(950, 1900, 1350),
+        throughput.OVERLOADED: runs(800, 1700, 1200),
     }
     ladder = [(600.0, 600.0, True, {"dropped": 0, "max_lateness_ms": 1.0, "cpu": 0.5})]
     text = throughput.render(results, ladder, 1500, [], argparse.Namespace(window=4, runs=3))
     assert "| 0.95 (0.90-0.95) |" in text  # paired: 0.95, 0.95, 0.90
     assert "**met** (0.95)" in text and "**not met** (0.40" in text
+    assert "| 0.80 (0.80-0.85) |" in text  # the engine's capacity, paired the same way
+    assert "overloaded, 0.80 of plain FastHttpUser" in text
