@@ -10,7 +10,8 @@ The suite's closed model is `WebhookSender` with all its hooks, histograms and m
 The arrival engine is an open model: its rate is what it is offered, so its figure is the
 highest offered rate it sustains: nginx served the offered rate within 2 % over the window
 and no arrival was dropped. Rates on a ladder of fractions of plain `FastHttpUser`'s median
-are tried in turn up to the first that fails; the highest that held is run twice more.
+are tried in turn up to the first that fails (down from half, if half fails); the highest
+that held is run twice more.
 Each ladder run ramps up to its rate over 2 s (from a tenth), then holds it; its pool
 (`max_in_flight`) is 256 users: at loopback latencies a few dozen are in flight.
 
@@ -41,6 +42,7 @@ from bench.nginx import Nginx
 
 CONNECTIONS = 64
 LADDER = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0)
+BELOW_LADDER = (0.4, 0.3, 0.2)
 POOL = 256
 RAMP_S = 2.0  # the arrival rate ramps up from a tenth over this, then the window is measured
 SLACK_S = 4.0  # a generator runs this much longer than its window (start, warm-up, margin)
@@ -133,6 +135,12 @@ def arrival_ladder(
         if not attempt(rate):
             break
         best = rate
+    if best is None:  # not even the first rung: down until one holds
+        for fraction in BELOW_LADDER:
+            rate = round(plain * fraction / 50) * 50
+            if attempt(rate):
+                best = rate
+                break
     if best is not None:
         for _ in range(runs - 1):
             attempt(best)
@@ -182,14 +190,18 @@ def render(
     best = max(held, default=0.0)
     confirmations = [ok for rate, _, ok, _ in ladder if rate == best]
     arrivals_ratio = best / plain
-    lines.append(
-        f"| suite, arrival engine: highest offered rate held | {best:,.0f} "
-        f"(held {sum(confirmations)} of {len(confirmations)}) | | | "
-        f"{best / wrk_rate:.3f} | {arrivals_ratio:.2f} |"
-        if wrk_rate
-        else f"| suite, arrival engine: highest offered rate held | {best:,.0f} | | | - "
-        f"| {arrivals_ratio:.2f} |"
-    )
+    name = "suite, arrival engine: highest offered rate held"
+    if not held:
+        lowest = min((rate for rate, *_ in ladder), default=0.0)
+        lines.append(
+            f"| {name} | none (down to {lowest:,.0f}/s) | | | - | below {lowest / plain:.2f} |"
+        )
+    else:
+        vs_wrk = f"{best / wrk_rate:.3f}" if wrk_rate else "-"
+        lines.append(
+            f"| {name} | {best:,.0f} (held {sum(confirmations)} of {len(confirmations)}) "
+            f"| | | {vs_wrk} | {arrivals_ratio:.2f} |"
+        )
     lines += [
         "",
         f"Targets: closed model ≥ {CLOSED_TARGET:.0%} of plain FastHttpUser: "

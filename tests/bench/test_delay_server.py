@@ -81,3 +81,8 @@ def test_throughput_ratios_are_paired_run_by_run() -> None:
     assert "**met** (0.95)" in text and "**not met** (0.40" in text
     assert "| 0.80 (0.80-0.85) |" in text  # the engine's capacity, paired the same way
     assert "overloaded, 0.80 of plain FastHttpUser" in text
+    failed = {"dropped": 40, "max_lateness_ms": 90.0, "cpu": 1.0}
+    ladder = [(750.0, 700.0, False, failed), (300.0, 290.0, False, failed)]
+    text = throughput.render(results, ladder, 1500, [], argparse.Namespace(window=4, runs=3))
+    assert "| none (down to 300/s) | | | - | below 0.20 |" in text, text
+    assert "**not met** (0.00" in text
