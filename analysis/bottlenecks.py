@@ -188,6 +188,9 @@ def event_loop_lag(metrics: RunMetrics) -> dict[str, Any] | None:
 def generator_limited(metrics: RunMetrics) -> dict[str, Any] | None:
     arrivals = metrics.run.summary.get("arrivals") or {}
     dropped = int(arrivals.get("dropped") or 0)
+    # Dropped late: the generator fell a second behind its timetable (shapes.arrivals); dropped
+    # otherwise: no idle user, either the gateway held them all or the pool was too small.
+    dropped_late = int(arrivals.get("dropped_late") or 0)
     generators = metrics.run.generators
     busiest = None
     if not generators.empty and "cpu_pct" in generators:
@@ -197,6 +200,7 @@ def generator_limited(metrics: RunMetrics) -> dict[str, Any] | None:
     return _finding(
         "generator_limited",
         dropped=dropped,
+        dropped_late=dropped_late,
         due=int(arrivals.get("due") or 0),
         generator_cpu_pct=round(busiest, 1) if busiest is not None else None,
     )

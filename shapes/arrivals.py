@@ -8,7 +8,15 @@ stalls. Here, as in k6's arrival-rate executors, a pool of users waits idle and 
 - the user runs one iteration and records how late it started (`set_lateness`), so latency is
   measured from the due time: queueing behind a stalled server or a busy generator counts;
 - an arrival that finds no idle user (the pool, `max_in_flight`, is exhausted) is counted as
-  dropped (k6's `dropped_iterations`), never silently skipped or delayed.
+  dropped (k6's `dropped_iterations`), never silently skipped or delayed;
+- a dealer that falls behind its timetable (the generator's own CPU is the limit) hands out
+  the due arrivals a batch at a time, letting the requests in flight be read in between, and
+  drops, as `dropped_late`, what it reaches more than `GIVE_UP_S` late.
+
+Handing a backlog out all at once started as many requests as there were idle users, whose
+responses then waited behind the new requests' sends: the pool ran dry and arrivals were
+dropped with the generator at 60 % of the rate it serves when overloaded, and service times
+read high. Behind, the arrivals start late instead, and the lateness is measured.
 
 The master's `ArrivalShape` sizes the pool, deals the timetable to the workers with a custom
 message once the pool is spawned (worker i of n takes arrivals i, i+n, ...), deals again if the
@@ -50,6 +58,9 @@ LOCAL_CLIENT = "local"
 TIMER_SLACK_S = 0.002
 SPIN_MIN_GAP_S = 5 * TIMER_SLACK_S  # spin at most a fifth of the time
 PRECISE_MIN_GAP_S = 0.002  # arrivals this far apart are woken by a timerfd (shapes.clock)
+BEHIND_S = 0.002  # a dealer this late is held up by the generator's own work, not by its timer
+BEHIND_BATCH = 32  # arrivals handed out, when behind, before the requests in flight go first
+GIVE_UP_S = 1.0  # an arrival the dealer reaches this late is dropped: the generator is overloaded
 
 log = logging.getLogger("shapes.arrivals")
 
@@ -61,6 +72,7 @@ class ArrivalCounters:
     due: int = 0  # arrivals whose due time has come
     started: int = 0
     dropped: int = 0
+    dropped_late: int = 0  # of `dropped`: reached by the dealer over `GIVE_UP_S` late
     completed: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -240,6 +252,7 @@ class ArrivalPacing:
         counters = self.counters
         clock = PreciseClock()
         previous = -math.inf
+        behind = 0
         try:
             for due_s in timetable.due_times(shard, shards, from_s):
                 due = t0 + due_s
@@ -253,6 +266,15 @@ class ArrivalPacing:
                 else:
                     _coarse_sleep_until(due, gap_s)
                 counters.due += 1
+                late_s = time.monotonic() - due
+                if late_s > BEHIND_S:
+                    if late_s > GIVE_UP_S:
+                        counters.dropped += 1
+                        counters.dropped_late += 1
+                        continue
+                    behind += 1
+                    if behind % BEHIND_BATCH == 0:
+                        gevent.idle()
                 if not self._pool(choose.next()).hand_out(due):
                     counters.dropped += 1
         finally:

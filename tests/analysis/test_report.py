@@ -344,3 +344,17 @@ def test_python_dash_m_analysis_report(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert done.stdout.startswith("FAILED: ")
     assert json.loads((folder / "report.json").read_text(encoding="utf-8"))["lang"] == "pt-BR"
+
+
+def test_a_generator_behind_its_timetable_is_named_as_the_limit(tmp_path: Path) -> None:
+    folder = synthetic_run(tmp_path / "run")
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    summary["arrivals"] = {"due": 3600, "started": 3100, "dropped": 500, "dropped_late": 480}
+    (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    model = write_report(folder)
+    finding = next(f for f in model["bottlenecks"] if f["kind"] == "generator_limited")
+    assert finding["evidence"]["dropped_late"] == 480
+    markdown = (folder / "report.md").read_text(encoding="utf-8")
+    assert "500 of 3,600 arrivals dropped (480 of them because the generator was over a" in (
+        markdown
+    ), markdown

@@ -1,4 +1,5 @@
-"""The arrival engine's parts on their own: the precise clock, the idle pool, the GC freeze."""
+"""The arrival engine's parts on their own: the precise clock, the idle pool, the dealer
+behind its timetable, the GC freeze."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import time
 
 import gevent
 import pytest
+from locust import User, task
+from locust.env import Environment
 
-from shapes.arrivals import IdlePool
+from shapes.arrivals import ArrivalPacing, IdlePool
 from shapes.clock import PreciseClock
+from shapes.timetable import ArrivalPhase, Timetable
 from suite.pauses import FrozenAtStart
 
 
@@ -66,6 +70,57 @@ def test_a_user_killed_after_its_arrival_was_handed_out_is_not_resumed() -> None
     user.kill(block=True)  # before the hand-over ran
     gevent.sleep(0.01)  # the hand-over runs now: it must not switch into a dead greenlet
     assert user.dead and len(pool) == 0
+
+
+class Nobody(User):
+    @task
+    def nothing(self) -> None:
+        pass
+
+
+def dealing(rate: float, seconds: float, users: int, busy_s: float) -> tuple[ArrivalPacing, dict]:
+    """A dealer at `rate` for `seconds` to `users` idle greenlets (each "request" a 1 ms sleep)
+    whose event loop is blocked for `busy_s` at 0.1 s (the generator's own work), with a timer
+    due during the block: how many arrivals were dealt when that timer ran, and served."""
+    environment = Environment(user_classes=[Nobody])
+    environment.create_local_runner()
+    pacing = ArrivalPacing(environment, drain_timeout_s=5)
+    pool = pacing._pool("Nobody")
+
+    def user() -> None:
+        while True:
+            pool.wait()
+            seen["served"] = seen.get("served", 0) + 1
+            gevent.sleep(0.001)
+
+    seen: dict = {}
+    greenlets = [gevent.spawn(user) for _ in range(users)]
+    gevent.sleep(0)
+    gevent.spawn_later(0.1, time.sleep, busy_s)  # blocks the whole loop
+    gevent.spawn_later(0.1 + busy_s / 2, lambda: seen.update(handed=pacing.counters.due))
+    timetable = Timetable([ArrivalPhase(seconds, rate)])
+    dealer = gevent.spawn(pacing._deal, timetable, 0, 1, 0.0, {"Nobody": 1.0}, 1)
+    dealer.join(timeout=seconds + busy_s + 10)
+    gevent.killall(greenlets)
+    return pacing, seen
+
+
+def test_a_dealer_behind_hands_out_a_batch_then_lets_the_loop_run() -> None:
+    # 0.3 s blocked at 2,000/s: 600 arrivals due at once. Handed out in one go, the timer due
+    # during the block (a response in flight) would run after all of them.
+    pacing, seen = dealing(rate=2000, seconds=0.6, users=1000, busy_s=0.3)
+    counters = pacing.counters
+    assert 0 < seen["handed"] - 200 <= 64, seen  # 200 were due before the block; a batch is 32
+    assert counters.due == 1200 and counters.dropped == 0, counters
+
+
+def test_a_dealer_a_second_behind_drops_what_is_that_late() -> None:
+    # 1.5 s blocked at 100/s: what fell due in the block's first half second is over 1 s late.
+    pacing, seen = dealing(rate=100, seconds=2.0, users=200, busy_s=1.5)
+    counters = pacing.counters
+    assert counters.due == 200
+    assert 40 <= counters.dropped_late <= 60 and counters.dropped == counters.dropped_late
+    assert seen["served"] + counters.dropped == counters.due, (seen, counters)
 
 
 @pytest.fixture

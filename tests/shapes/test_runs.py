@@ -65,9 +65,12 @@ def long_runs(tmp_path_factory) -> dict[str, LongRun]:
         ),
     }
 
+    # Made here, not in the threads: pytest's temporary folders are not thread-safe to create.
+    folders = {name: tmp_path_factory.mktemp(name) for name in specs}
+
     def one(name: str) -> LongRun:
         gateway_args, scenario, workers = specs[name]
-        runner = LocustRunner(tmp_path_factory.mktemp(name))
+        runner = LocustRunner(folders[name])
         with GatewayProcess(list(gateway_args)) as gateway:
             if workers:
                 run = runner.run_distributed(scenario, gateway.url, workers=workers)
