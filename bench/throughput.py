@@ -8,8 +8,8 @@ times in rotation; rates are counted at nginx over a steady window (`bench.gener
 The suite's closed model is `WebhookSender` with all its hooks, histograms and monitors on.
 
 The arrival engine is an open model: its rate is what it is offered, so its figure is the
-highest offered rate it sustains: nginx served the offered rate within 2 % over the window
-and no arrival was dropped. Rates on a ladder of fractions of plain `FastHttpUser`'s median
+highest offered rate it sustains: nginx served at least 98 % of the offered rate over the
+window and no arrival was dropped. Rates on a ladder of fractions of plain `FastHttpUser`'s median
 are tried in turn up to the first that fails (down from half, if half fails); the highest
 that held is run twice more.
 Each ladder run ramps up to its rate over 2 s (from a tenth), then holds it; its pool
@@ -121,7 +121,8 @@ def arrival_ladder(
         command = g.suite(nginx.url, scenario, report)
         measured = g.measure(command, nginx.served, window_s, settle_s=RAMP_S + g.WARM_UP_S)
         counters = g.suite_summary(report).get("arrivals") or {}
-        held = abs(measured.rate / rate - 1) <= 0.02 and counters.get("dropped", 1) == 0
+        # More than offered is a backlog from the ramp caught up: spare capacity, not a miss.
+        held = measured.rate >= 0.98 * rate and counters.get("dropped", 1) == 0
         counters = {**counters, "cpu": measured.cpu}
         tried.append((rate, measured.rate, held, counters))
         print(f"  arrivals offered {rate:,.0f}/s: served {measured.rate:,.0f}/s, dropped "
