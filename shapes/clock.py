@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import time
 
@@ -33,13 +34,18 @@ class _Itimerspec(ctypes.Structure):
     _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.timerfd_create  # noqa: B018  # present on Linux only
-        return libc
-    except (OSError, AttributeError):
-        return None
+    # Once per process, and by its usual name first: `find_library` runs `ldconfig -p`, which
+    # held the event loop 8-12 ms just as a run's first arrivals were due.
+    for find in (lambda: "libc.so.6", lambda: ctypes.util.find_library("c")):
+        try:
+            libc = ctypes.CDLL(find(), use_errno=True)
+            libc.timerfd_create  # noqa: B018  # present on Linux only
+            return libc
+        except (OSError, AttributeError, TypeError):
+            continue
+    return None
 
 
 class PreciseClock:

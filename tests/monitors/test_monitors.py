@@ -463,6 +463,16 @@ def test_children_count_only_when_asked(spawn) -> None:
     assert alone_cpu < 20 and 70 <= family_cpu <= 105, (alone_cpu, family_cpu)
 
 
+def test_a_sample_pauses_between_its_reads_and_reads_the_same(gateway: GatewayProcess) -> None:
+    pauses: list[dict] = []
+    sampler = ProcessSampler(gateway.pid, pause=lambda: pauses.append({}))
+    plain = ProcessSampler(gateway.pid)
+    paused, whole = sampler.sample(), plain.sample()
+    assert len(pauses) == 3  # after stat and status, after the descriptors, after io
+    assert paused.keys() == whole.keys()
+    assert paused["threads"] == whole["threads"] and paused["connections"] == whole["connections"]
+
+
 def test_connections_are_counted_as_psutil_counts_them(gateway: GatewayProcess) -> None:
     port = int(gateway.url.rsplit(":", 1)[1])
     clients = []
