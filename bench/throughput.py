@@ -10,8 +10,8 @@ The suite's closed model is `WebhookSender` with all its hooks, histograms and m
 The arrival engine is an open model: its rate is what it is offered, so its figure is the
 highest offered rate it sustains: nginx served at least 98 % of the offered rate over the
 window and no arrival was dropped. Rates on a ladder of fractions of plain `FastHttpUser`'s median
-are tried in turn up to the first that fails (down from half, if half fails); the highest
-that held is run twice more.
+are tried in turn up to the first that fails (down from 0.5, if 0.6 fails); the highest
+that held is run twice more, and counts only if held in most of its runs.
 Each ladder run ramps up to its rate over 2 s (from a tenth), then holds it; its pool
 (`max_in_flight`) is 256 users: at loopback latencies a few dozen are in flight.
 
@@ -41,8 +41,8 @@ from bench.machine import describe_machine, replace_section, spread
 from bench.nginx import Nginx
 
 CONNECTIONS = 64
-LADDER = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0)
-BELOW_LADDER = (0.4, 0.3, 0.2)
+LADDER = (0.6, 0.75, 0.9, 1.0)  # 0.75: the target itself
+BELOW_LADDER = (0.5, 0.4, 0.3, 0.2)
 POOL = 256
 RAMP_S = 2.0  # the arrival rate ramps up from a tenth over this, then the window is measured
 SLACK_S = 4.0  # a generator runs this much longer than its window (start, warm-up, margin)
@@ -191,6 +191,15 @@ def render(
     best = max(held, default=0.0)
     confirmations = [ok for rate, _, ok, _ in ladder if rate == best]
     arrivals_ratio = best / plain
+    # A rate held once and then not again is the machine's good moment, not the engine's rate.
+    confirmed = 2 * sum(confirmations) > len(confirmations)
+    arrivals_verdict = (
+        "not met"
+        if arrivals_ratio < ARRIVALS_TARGET
+        else "met"
+        if confirmed
+        else f"not shown: held in {sum(confirmations)} of its {len(confirmations)} runs"
+    )
     name = "suite, arrival engine: highest offered rate held"
     if not held:
         lowest = min((rate for rate, *_ in ladder), default=0.0)
@@ -208,7 +217,7 @@ def render(
         f"Targets: closed model ≥ {CLOSED_TARGET:.0%} of plain FastHttpUser: "
         f"**{'met' if closed_ratio >= CLOSED_TARGET else 'not met'}** ({closed_ratio:.2f}); "
         f"arrival engine ≥ {ARRIVALS_TARGET:.0%}: "
-        f"**{'met' if arrivals_ratio >= ARRIVALS_TARGET else 'not met'}** "
+        f"**{arrivals_verdict}** "
         f"({arrivals_ratio:.2f}, the highest rate held over the median of plain "
         "FastHttpUser's runs); the engine's capacity, overloaded, "
         f"{capacity_ratio:.2f} of plain FastHttpUser (paired run by run), against the closed "

@@ -86,3 +86,11 @@ def test_throughput_ratios_are_paired_run_by_run() -> None:
     text = throughput.render(results, ladder, 1500, [], argparse.Namespace(window=4, runs=3))
     assert "| none (down to 300/s) | | | - | below 0.20 |" in text, text
     assert "**not met** (0.00" in text
+    held = {"dropped": 0, "max_lateness_ms": 5.0, "cpu": 0.9}
+    ladder = [
+        (1200.0, 1200.0, True, held),
+        (1200.0, 900.0, False, failed),
+        (1200, 0, False, failed),
+    ]
+    text = throughput.render(results, ladder, 1500, [], argparse.Namespace(window=4, runs=3))
+    assert "**not shown: held in 1 of its 3 runs** (0.80" in text, text
