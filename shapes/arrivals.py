@@ -15,8 +15,8 @@ stalls. Here, as in k6's arrival-rate executors, a pool of users waits idle and 
 
 Handing a backlog out all at once started as many requests as there were idle users, whose
 responses then waited behind the new requests' sends: the pool ran dry and arrivals were
-dropped with the generator at 60 % of the rate it serves when overloaded, and service times
-read high. Behind, the arrivals start late instead, and the lateness is measured.
+dropped with the generator at 60 % of the rate it serves when overloaded (docs/benchmarks.md).
+Behind, the arrivals start late instead, and the lateness is measured.
 
 The master's `ArrivalShape` sizes the pool, deals the timetable to the workers with a custom
 message once the pool is spawned (worker i of n takes arrivals i, i+n, ...), deals again if the
