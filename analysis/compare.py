@@ -91,7 +91,7 @@ def window_values(run: RunData, what: str) -> list[float]:
             w.requests / run.windows.width_s for w in windows if w.requests >= MIN_WINDOW_REQUESTS
         ]
     p = float(what)
-    block_requests = max(MIN_WINDOW_REQUESTS, math.ceil(TAIL_SAMPLES / (1 - p / 100) - 1e-9))
+    block_requests = max(MIN_WINDOW_REQUESTS, math.ceil(TAIL_SAMPLES * 100 / (100 - p)))
     values, block, count = [], new_window_histogram(), 0
     for window in windows:
         if not window.requests:

@@ -213,7 +213,7 @@ class RunRecord:
         if not self._still_writing(folder):
             return
         write_atomically(folder / "summary.json", json.dumps(summary) + "\n")
-        self.recorder.windows.encode_finished(pause=_yield)
+        self.recorder.windows.encode_finished(pause=gevent.sleep)
         if not self._still_writing(folder):
             return
         timeline = json.dumps(self.timeline())
@@ -223,7 +223,7 @@ class RunRecord:
 
     def _still_writing(self, folder: Path) -> bool:
         """Let the requests in flight go on; then whether the run still writes into `folder`."""
-        _yield()
+        gevent.sleep(0)
         return self.ended_at is None and self.folder is folder
 
     def write(self, render: bool = True) -> Path | None:
@@ -257,10 +257,6 @@ def _shown(judgement: dict[str, Any]) -> str:
     if judgement["metric"] == "memory_leak":  # 1 or 0: the growth says more
         return f"detected ({judgement['note']})"
     return f"{judgement['value']:g} {judgement['unit']}".strip()
-
-
-def _yield() -> None:
-    gevent.sleep(0)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

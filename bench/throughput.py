@@ -130,18 +130,16 @@ def arrival_ladder(
               f"{'held' if held else 'not held'}", flush=True)  # fmt: skip
         return held
 
+    def rung(fraction: float) -> float:
+        return round(plain * fraction / 50) * 50
+
     best = None
     for fraction in LADDER:
-        rate = round(plain * fraction / 50) * 50
-        if not attempt(rate):
+        if not attempt(rung(fraction)):
             break
-        best = rate
+        best = rung(fraction)
     if best is None:  # not even the first rung: down until one holds
-        for fraction in BELOW_LADDER:
-            rate = round(plain * fraction / 50) * 50
-            if attempt(rate):
-                best = rate
-                break
+        best = next((rung(f) for f in BELOW_LADDER if attempt(rung(f))), None)
     if best is not None:
         for _ in range(runs - 1):
             attempt(best)

@@ -72,7 +72,7 @@ class ResourceMonitor:
         self.process: ProcessSampler | None = None
         if pid:
             try:
-                self.process = ProcessSampler(pid, include_children, pause=_yield)
+                self.process = ProcessSampler(pid, include_children, pause=gevent.sleep)
             except psutil.Error as exc:
                 self.notes.append(f"cannot sample process {pid}: {type(exc).__name__}")
         self.scraper = MetricsScraper(metrics_url) if metrics_url else None
@@ -190,7 +190,3 @@ class ResourceMonitor:
             "alerts": [a.as_dict() for a in self.watch.fired],
             "notes": list(self.notes),
         }
-
-
-def _yield() -> None:
-    gevent.sleep(0)
