@@ -5,12 +5,14 @@ core, over loopback. A generator is measured from outside, the same way for all:
 target sees traffic and a second of warm-up has passed, the requests the target served and
 the CPU time the generator's process used are read at the start and the end of a steady
 window. Requests per CPU-second is then what one core of that generator can do, whether or
-not it saturated its core.
+not it saturated its core. The generator is then stopped as Ctrl-C would (SIGINT: the suite
+and Locust still write their reports): the rest of its planned run would only cost time.
 
 The generators:
 
 - `wrk` (one thread), `hey` (`GOMAXPROCS=1`), `ab` (keep-alive): the native references;
 - plain Locust `HttpUser` and `FastHttpUser` (`bench/plain_locustfile.py`), no wait time;
+  and `FastHttpUser` paced by Locust's own `constant_throughput` (`plain_paced`);
 - the suite: a scenario file run by `locustfile.py` with everything on (recorder, time
   windows, checkpoints, monitors, live judge): closed model (`suite_closed`) or arrival
   phases (`suite_arrivals`), its `WebhookSender`.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -77,7 +80,7 @@ def measure(
     settle_s: float = WARM_UP_S,
 ) -> Measured:
     """Run `command` pinned to the client core; measure it over a steady window that starts
-    `settle_s` after the target saw its first requests."""
+    `settle_s` after the target saw its first requests; stop it once the window is read."""
     process = subprocess.Popen(
         ["taskset", "-c", str(CLIENT_CPU), *command],
         cwd=ROOT,
@@ -99,6 +102,8 @@ def measure(
         time.sleep(window_s)
         cpu1, count1, t1 = _cpu(watched), served(), time.monotonic()
         rss_mb = watched.memory_info().rss / 2**20
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=timeout_s)
     finally:
         if process.poll() is None:
@@ -164,6 +169,15 @@ def plain_locust_percentiles(csv: Path) -> dict[str, float]:
     with open(f"{csv}_stats.csv", newline="") as handle:
         row = next(r for r in csv_module.DictReader(handle) if r["Name"] == "Aggregated")
     return {f"p{p}_ms": float(row[f"{p}%"]) for p in ("50", "95", "99")}
+
+
+def plain_paced(
+    url: str, seconds: float, users: int, rate: float, csv: Path
+) -> tuple[list[str], dict[str, str]]:
+    """Plain FastHttpUser offered `rate` requests/s the way Locust paces users: each of the
+    `users` runs `constant_throughput(rate / users)`. The command and its environment."""
+    command = plain_locust(url, seconds, users, "PacedFastHttpUser", csv)
+    return command, {"BENCH_USER_RATE": f"{rate / users:.6g}"}
 
 
 def suite(url: str, scenario: Path, report_dir: Path) -> list[str]:

@@ -1,9 +1,15 @@
 """Plain Locust, the reference: the same webhook event in a closed loop, nothing else.
 
 locust -f bench/plain_locustfile.py PlainFastHttpUser ...   (or PlainHttpUser)
+BENCH_USER_RATE=50 locust -f bench/plain_locustfile.py PacedFastHttpUser ...
+
+`PacedFastHttpUser` is the same request paced by Locust's own `constant_throughput`, each user
+`BENCH_USER_RATE` requests/s: how a Locust user offers a fixed rate, the arrival engine's peer.
 """
 
-from locust import HttpUser, constant, task
+import os
+
+from locust import HttpUser, constant, constant_throughput, task
 from locust.contrib.fasthttp import FastHttpUser
 
 BODY = (
@@ -23,6 +29,14 @@ class PlainFastHttpUser(FastHttpUser):
 
 class PlainHttpUser(HttpUser):
     wait_time = constant(0)
+
+    @task
+    def webhook(self) -> None:
+        self.client.post("/api/webhook", data=BODY, headers=HEADERS)
+
+
+class PacedFastHttpUser(FastHttpUser):
+    wait_time = constant_throughput(float(os.environ.get("BENCH_USER_RATE", "1")))
 
     @task
     def webhook(self) -> None:

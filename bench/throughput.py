@@ -8,19 +8,23 @@ times in rotation; rates are counted at nginx over a steady window (`bench.gener
 The suite's closed model is `WebhookSender` with all its hooks, histograms and monitors on.
 
 The arrival engine is an open model: its rate is what it is offered, so its figure is the
-highest offered rate it sustains: nginx served at least 98 % of the offered rate over the
-window and no arrival was dropped. Rates on a ladder of fractions of plain `FastHttpUser`'s median
-are tried in turn up to the first that fails (down from 0.5, if 0.6 fails); the highest
-that held is run twice more, and counts only if held in most of its runs.
-Each ladder run ramps up to its rate over 2 s (from a tenth), then holds it; its pool
-(`max_in_flight`) is 256 users: at loopback latencies a few dozen are in flight.
+highest offered rate it holds: nginx served at least 98 % of the offered rate over the window
+and no arrival was dropped. Beside it, on the same rungs, seconds apart, its peer: plain
+`FastHttpUser` offered the rate the way Locust paces users, `constant_throughput` split over
+64 users (held: nginx served 98 % of the offer). Rates on a ladder of fractions of plain
+`FastHttpUser`'s median are tried in turn, each generator climbing until its first miss (down
+from 0.5, if 0.6 fails); each one's highest held rate is run twice more, and counts only if
+held in most of its runs. An engine ladder run ramps up to its rate over 2 s (from a tenth),
+then holds it; its pool (`max_in_flight`) is 256 users: at loopback latencies a few dozen are
+in flight.
 
 Beside it, in each rotation, the engine's capacity: offered twice the rate plain FastHttpUser
 reached just before, with a pool of 64 (the closed model's concurrency), it serves what one
 core can and drops the rest; its requests per CPU-second compare with the closed model's.
 The two differ in kind: capacity is an average, while holding a rate means no arrival is
 dropped in any moment of the window, so every slow moment of the machine must fit within
-the headroom left.
+the headroom left; and a generator paced below its full speed spends more CPU per request
+than flat out (docs/benchmarks.md), Locust's own pacing as much as the engine.
 
 Targets (issue #9): the closed model at least 90 % of plain FastHttpUser's requests per
 CPU-second, the arrival engine at least 75 %. The results replace the "throughput" section of
@@ -30,13 +34,18 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
+import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench import generators as g
+from bench import part_load
 from bench.machine import describe_machine, replace_section, spread
 from bench.nginx import Nginx
 
@@ -50,6 +59,8 @@ CLOSED_TARGET, ARRIVALS_TARGET = 0.90, 0.75
 CLOSED = "suite, closed model (WebhookSender)"
 PLAIN = "plain Locust FastHttpUser"
 OVERLOADED = "suite, arrival engine, overloaded (pool 64): served"
+ENGINE = "suite, arrival engine"
+PACED = "plain FastHttpUser, constant_throughput"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,50 +111,91 @@ def main(argv: list[str] | None = None) -> int:
                           f"CPU {measured.cpu:.2f}", flush=True)  # fmt: skip
             plain = statistics.median(m.per_cpu_second for m in results[PLAIN])
             ladder = arrival_ladder(nginx, folder, plain, args.window, args.runs)
+            idle_cost = part_load_penalty()
         finally:
             nginx.stop()
-    body_text = render(results, ladder, plain, skipped, args)
+    body_text = render(results, ladder, plain, skipped, args, idle_cost)
     print("\n" + body_text)
     if not args.no_write:
         replace_section(Path(g.ROOT) / "docs" / "benchmarks.md", "throughput", body_text)
     return 0
 
 
+@dataclass
+class Rung:
+    """One run of a generator at an offered rate on the ladder."""
+
+    generator: str  # ENGINE or PACED
+    offered: float  # requests (arrivals) per second
+    served: float  # at nginx, over the window
+    held: bool
+    counters: dict[str, Any]  # the engine's arrival counters, and "cpu" (cores) for both
+
+
 def arrival_ladder(
     nginx: Nginx, folder: Path, plain: float, window_s: float, runs: int
-) -> list[tuple[float, float, bool, dict]]:
-    """(offered rate, served rate, sustained, arrival counters) for each rung tried."""
-    tried: list[tuple[float, float, bool, dict]] = []
+) -> list[Rung]:
+    """The engine and Locust's own pacing, each up its ladder, paired rung by rung."""
+    tried: list[Rung] = []
 
-    def attempt(rate: float) -> bool:
-        scenario = g.arrivals_scenario(folder, rate, window_s + SLACK_S, POOL, RAMP_S)
-        report = folder / f"arrivals-{rate:.0f}"
-        command = g.suite(nginx.url, scenario, report)
-        measured = g.measure(command, nginx.served, window_s, settle_s=RAMP_S + g.WARM_UP_S)
-        counters = g.suite_summary(report).get("arrivals") or {}
-        # More than offered is a backlog from the ramp caught up: spare capacity, not a miss.
-        held = measured.rate >= 0.98 * rate and counters.get("dropped", 1) == 0
-        counters = {**counters, "cpu": measured.cpu}
-        tried.append((rate, measured.rate, held, counters))
-        print(f"  arrivals offered {rate:,.0f}/s: served {measured.rate:,.0f}/s, dropped "
-              f"{counters.get('dropped')}, CPU {measured.cpu:.2f}: "
+    def attempt(generator: str, rate: float) -> bool:
+        settle_s = RAMP_S + g.WARM_UP_S
+        if generator == ENGINE:
+            scenario = g.arrivals_scenario(folder, rate, window_s + SLACK_S, POOL, RAMP_S)
+            report = folder / f"arrivals-{rate:.0f}"
+            command, env = g.suite(nginx.url, scenario, report), None
+        else:
+            seconds = window_s + SLACK_S + RAMP_S
+            command, env = g.plain_paced(nginx.url, seconds, CONNECTIONS, rate, folder / "paced")
+        measured = g.measure(command, nginx.served, window_s, env=env, settle_s=settle_s)
+        counters: dict[str, Any] = {}
+        if generator == ENGINE:
+            counters = g.suite_summary(report).get("arrivals") or {}
+        # No counters: nothing shows that no arrival was dropped. More than offered is a
+        # backlog from the ramp caught up: spare capacity, not a miss.
+        none_dropped = generator == PACED or counters.get("dropped", 1) == 0
+        held = measured.rate >= 0.98 * rate and none_dropped
+        tried.append(Rung(generator, rate, measured.rate, held, {**counters, "cpu": measured.cpu}))
+        print(f"  {generator} offered {rate:,.0f}/s: served {measured.rate:,.0f}/s, dropped "
+              f"{counters.get('dropped', '-')}, CPU {measured.cpu:.2f}: "
               f"{'held' if held else 'not held'}", flush=True)  # fmt: skip
         return held
 
     def rung(fraction: float) -> float:
         return round(plain * fraction / 50) * 50
 
-    best = None
+    best: dict[str, float] = {}
+    climbing = [ENGINE, PACED]
     for fraction in LADDER:
-        if not attempt(rung(fraction)):
+        for generator in list(climbing):
+            if attempt(generator, rung(fraction)):
+                best[generator] = rung(fraction)
+            else:
+                climbing.remove(generator)
+        if not climbing:
             break
-        best = rung(fraction)
-    if best is None:  # not even the first rung: down until one holds
-        best = next((rung(f) for f in BELOW_LADDER if attempt(rung(f))), None)
-    if best is not None:
-        for _ in range(runs - 1):
-            attempt(best)
+    for generator in (ENGINE, PACED):
+        if generator not in best:  # not even the first rung: down until one holds
+            low = next((rung(f) for f in BELOW_LADDER if attempt(generator, rung(f))), None)
+            if low is not None:
+                best[generator] = low
+    for _ in range(runs - 1):
+        for generator, rate in best.items():
+            attempt(generator, rate)
     return tried
+
+
+def part_load_penalty() -> dict[float, float]:
+    """`bench.part_load` on the generators' core: CPU per unit of work by pause between."""
+    command = ["taskset", "-c", str(g.CLIENT_CPU), sys.executable, "-m", "bench.part_load"]
+    done = subprocess.run([*command, "--json"], cwd=g.ROOT, capture_output=True, text=True)
+    return {float(k): v for k, v in json.loads(done.stdout).items()} if done.returncode == 0 else {}
+
+
+def highest_held(ladder: list[Rung], generator: str) -> tuple[float, list[bool]]:
+    """The highest rate `generator` held, and whether it held it, run by run (0 if none)."""
+    best = max((r.offered for r in ladder if r.generator == generator and r.held), default=0.0)
+    return best, [r.held for r in ladder if r.generator == generator and r.offered == best]
 
 
 def paired(runs: list[g.Measured], reference: list[g.Measured]) -> list[float]:
@@ -152,10 +204,11 @@ def paired(runs: list[g.Measured], reference: list[g.Measured]) -> list[float]:
 
 def render(
     results: dict[str, list[g.Measured]],
-    ladder: list[tuple[float, float, bool, dict]],
+    ladder: list[Rung],
     plain: float,
     skipped: list[str],
     args: argparse.Namespace,
+    idle_cost: dict[float, float] | None = None,
 ) -> str:
     wrk = results.get("wrk, 1 thread")
     wrk_rate = statistics.median(m.per_cpu_second for m in wrk) if wrk else None
@@ -185,55 +238,65 @@ def render(
         )
     closed_ratio = statistics.median(paired(results[CLOSED], plain_runs))
     capacity_ratio = statistics.median(paired(results[OVERLOADED], plain_runs))
-    held = [rate for rate, _, ok, _ in ladder if ok]
-    best = max(held, default=0.0)
-    confirmations = [ok for rate, _, ok, _ in ladder if rate == best]
-    arrivals_ratio = best / plain
-    # A rate held once and then not again is the machine's good moment, not the engine's rate.
-    confirmed = 2 * sum(confirmations) > len(confirmations)
-    arrivals_verdict = (
-        "not met"
-        if arrivals_ratio < ARRIVALS_TARGET
-        else "met"
-        if confirmed
-        else f"not shown: held in {sum(confirmations)} of its {len(confirmations)} runs"
-    )
-    name = "suite, arrival engine: highest offered rate held"
-    if not held:
-        lowest = min((rate for rate, *_ in ladder), default=0.0)
-        lines.append(
-            f"| {name} | none (down to {lowest:,.0f}/s) | | | - | below {lowest / plain:.2f} |"
-        )
-    else:
-        vs_wrk = f"{best / wrk_rate:.3f}" if wrk_rate else "-"
-        lines.append(
-            f"| {name} | {best:,.0f} (held {sum(confirmations)} of {len(confirmations)}) "
-            f"| | | {vs_wrk} | {arrivals_ratio:.2f} |"
-        )
+    held_rates = {}
+    for generator in (ENGINE, PACED):
+        best, runs = highest_held(ladder, generator)
+        held_rates[generator] = (best, runs)
+        name = f"{generator}: highest offered rate held"
+        if not best:
+            tried = [r.offered for r in ladder if r.generator == generator]
+            lowest = min(tried, default=0.0)
+            below = f"below {lowest / plain:.2f}" if tried else "-"
+            lines.append(f"| {name} | none (down to {lowest:,.0f}/s) | | | - | {below} |")
+        else:
+            vs_wrk = f"{best / wrk_rate:.3f}" if wrk_rate else "-"
+            lines.append(
+                f"| {name} | {best:,.0f} (held {sum(runs)} of {len(runs)}) "
+                f"| | | {vs_wrk} | {best / plain:.2f} |"
+            )
+    engine, engine_runs = held_rates[ENGINE]
+    paced, paced_runs = held_rates[PACED]
     lines += [
         "",
         f"Targets: closed model ≥ {CLOSED_TARGET:.0%} of plain FastHttpUser: "
         f"**{'met' if closed_ratio >= CLOSED_TARGET else 'not met'}** ({closed_ratio:.2f}); "
         f"arrival engine ≥ {ARRIVALS_TARGET:.0%}: "
-        f"**{arrivals_verdict}** "
-        f"({arrivals_ratio:.2f}, the highest rate held over the median of plain "
-        "FastHttpUser's runs); the engine's capacity, overloaded, "
-        f"{capacity_ratio:.2f} of plain FastHttpUser (paired run by run), against the closed "
-        f"model's {closed_ratio:.2f}.",
+        f"**{held_verdict(engine / plain, engine_runs)}** "
+        f"({engine / plain:.2f}, the highest rate held over the median of plain "
+        "FastHttpUser's runs); Locust's own pacing, on the same rungs: "
+        f"{paced / plain:.2f} (held in {sum(paced_runs)} of its {len(paced_runs)} runs); "
+        "the engine's "
+        f"capacity, overloaded, {capacity_ratio:.2f} of plain FastHttpUser (paired run by "
+        f"run), against the closed model's {closed_ratio:.2f}.",
         "",
-        "| arrivals offered/s | served/s at nginx | dropped | max lateness, ms | CPU, cores "
-        "| held |",
-        "|---|---|---|---|---|---|",
+        "| generator | offered/s | served/s at nginx | dropped | max lateness, ms "
+        "| CPU, cores | held |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for rate, served, ok, counters in ladder:
+    for r in ladder:
+        lateness = r.counters.get("max_lateness_ms")
         lines.append(
-            f"| {rate:,.0f} | {served:,.0f} | {counters.get('dropped', '-')} | "
-            f"{counters.get('max_lateness_ms', 0):.1f} | {counters['cpu']:.2f} | "
-            f"{'yes' if ok else 'no'} |"
+            f"| {r.generator} | {r.offered:,.0f} | {r.served:,.0f} "
+            f"| {r.counters.get('dropped', '-')} "
+            f"| {'-' if lateness is None else f'{lateness:.1f}'} | {r.counters['cpu']:.2f} "
+            f"| {'yes' if r.held else 'no'} |"
         )
+    if idle_cost:
+        lines += ["", f"Part load on this machine (`python -m bench.part_load`, CPU "
+                  f"{g.CLIENT_CPU}): {part_load.describe(idle_cost)}."]  # fmt: skip
     if skipped:
         lines += ["", "Skipped: " + "; ".join(skipped) + "."]
     return "\n".join(lines)
+
+
+def held_verdict(ratio: float, runs: list[bool]) -> str:
+    """Against the target; a rate held once and then not again is the machine's good moment,
+    not the generator's rate, so it counts only if held in most of its runs."""
+    if ratio < ARRIVALS_TARGET:
+        return "not met"
+    if 2 * sum(runs) > len(runs):
+        return "met"
+    return f"not shown: held in {sum(runs)} of its {len(runs)} runs"
 
 
 if __name__ == "__main__":
