@@ -17,9 +17,9 @@ import time
 
 # name -> (arguments, expected seconds on a 2-core machine)
 BENCHMARKS: dict[str, tuple[list[str], float]] = {
-    "throughput": (["--window", "4", "--runs", "3"], 270.0),
+    "throughput": (["--window", "4", "--runs", "3"], 260.0),
     "latency": (["--seconds", "6", "--runs", "3"], 220.0),
-    "cost": (["--window", "4", "--runs", "3"], 200.0),
+    "cost": (["--window", "4", "--runs", "3"], 160.0),
     "gateway": (["--duration", "5", "--runs", "3"], 150.0),
     "monitors": (["--duration", "10"], 45.0),
     "report": (["--runs", "3"], 20.0),

@@ -107,3 +107,21 @@ def test_throughput_ratios_are_paired_run_by_run() -> None:
     ]
     text = throughput.render(results, ladder, 1500, [], argparse.Namespace(window=4, runs=3))
     assert "**not shown: held in 1 of its 3 runs** (0.80" in text, text
+
+
+def test_the_latency_table_says_what_was_skipped_and_against_what_it_judged() -> None:
+    import argparse
+
+    from bench import latency
+
+    truth = {"p50_ms": 50.5, "p95_ms": 51.0, "p99_ms": 51.2, "count": 1200}
+    near = {"p50_ms": 50.9, "p95_ms": 51.4, "p99_ms": 51.9}
+    fixed = {"suite, closed model": [(near, truth)] * 3}
+    stalled = {"suite, closed model": [(near, truth)] * 3}
+    args = argparse.Namespace(seconds=6, runs=3)
+    text, met = latency.render(fixed, stalled, args, ["wrk", "hey"])
+    assert met and "**met** (judged against the truth only: wrk is not installed)" in text
+    assert text.endswith("Skipped: wrk is not installed; hey is not installed.")
+    far = {**near, "p99_ms": 53.0}  # 1.8 ms above the truth's p99
+    text, met = latency.render({"suite, closed model": [(far, truth)] * 3}, stalled, args)
+    assert not met and "**not met** (judged against wrk and the truth)" in text and "Skipped" not in text
