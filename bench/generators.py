@@ -14,8 +14,8 @@ The generators:
 - plain Locust `HttpUser` and `FastHttpUser` (`bench/plain_locustfile.py`), no wait time;
   and `FastHttpUser` paced by Locust's own `constant_throughput` (`plain_paced`);
 - the suite: a scenario file run by `locustfile.py` with everything on (recorder, time
-  windows, checkpoints, monitors, live judge): closed model (`suite_closed`) or arrival
-  phases (`suite_arrivals`), its `WebhookSender`.
+  windows, checkpoints, monitors, live judge): closed model (`closed_scenario`) or arrival
+  phases (`arrivals_scenario`), its `WebhookSender`.
 """
 
 from __future__ import annotations
