@@ -61,6 +61,7 @@ PLAIN = "plain Locust FastHttpUser"
 OVERLOADED = "suite, arrival engine, overloaded (pool 64): served"
 ENGINE = "suite, arrival engine"
 PACED = "plain FastHttpUser, constant_throughput"
+Outcome = tuple[str, float, bool]  # a ladder run: generator, offered rate, held
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,7 +168,7 @@ def arrival_ladder(
 
 def climb(attempt: Callable[[str, float], bool], plain: float, runs: int) -> None:
     """Run the ladder: `attempt(generator, rate)` runs one and says whether it held."""
-    tried: list[tuple[str, float, bool]] = []
+    tried: list[Outcome] = []
 
     def run(generator: str, rate: float) -> bool:
         tried.append((generator, rate, attempt(generator, rate)))
@@ -198,13 +199,18 @@ def climb(attempt: Callable[[str, float], bool], plain: float, runs: int) -> Non
     # on the way up, is then run as many times, so that one rate is shown in most of its runs.
     for generator, rate in best.items():
         below = [r for name, r, held in tried if name == generator and held and r < rate]
-        if below and not shown([ok for name, r, ok in tried if (name, r) == (generator, rate)]):
+        if below and not shown(runs_at(tried, generator, rate)):
             for _ in range(runs - 1):
                 run(generator, max(below))
 
 
-def runs_at(ladder: list[Rung], generator: str, rate: float) -> list[bool]:
-    return [r.held for r in ladder if r.generator == generator and r.offered == rate]
+def outcomes(ladder: list[Rung]) -> list[Outcome]:
+    return [(r.generator, r.offered, r.held) for r in ladder]
+
+
+def runs_at(tried: list[Outcome], generator: str, rate: float) -> list[bool]:
+    """Whether `generator` held `rate`, run by run."""
+    return [held for name, offered, held in tried if (name, offered) == (generator, rate)]
 
 
 def shown(runs: list[bool]) -> bool:
@@ -221,11 +227,12 @@ def part_load_penalty() -> dict[float, float]:
 def highest_held(ladder: list[Rung], generator: str) -> tuple[float, list[bool]]:
     """The highest rate `generator` held in most of its runs (else the highest it held at
     all, 0 if none), and whether it held it, run by run."""
-    held = sorted({r.offered for r in ladder if r.generator == generator and r.held})
-    best = next((rate for rate in reversed(held) if shown(runs_at(ladder, generator, rate))), None)
+    tried = outcomes(ladder)
+    held = sorted({rate for name, rate, ok in tried if name == generator and ok})
+    best = next((rate for rate in reversed(held) if shown(runs_at(tried, generator, rate))), None)
     if best is None:
         best = held[-1] if held else 0.0
-    return best, runs_at(ladder, generator, best)
+    return best, runs_at(tried, generator, best)
 
 
 def paired(runs: list[g.Measured], reference: list[g.Measured]) -> list[float]:
@@ -268,10 +275,8 @@ def render(
         )
     closed_ratio = statistics.median(paired(results[CLOSED], plain_runs))
     capacity_ratio = statistics.median(paired(results[OVERLOADED], plain_runs))
-    held_rates = {}
-    for generator in (ENGINE, PACED):
-        best, runs = highest_held(ladder, generator)
-        held_rates[generator] = (best, runs)
+    held_rates = {generator: highest_held(ladder, generator) for generator in (ENGINE, PACED)}
+    for generator, (best, runs) in held_rates.items():
         name = f"{generator}: highest offered rate held"
         if not best:
             tried = [r.offered for r in ladder if r.generator == generator]
