@@ -35,9 +35,5 @@ class PlainHttpUser(HttpUser):
         self.client.post("/api/webhook", data=BODY, headers=HEADERS)
 
 
-class PacedFastHttpUser(FastHttpUser):
+class PacedFastHttpUser(PlainFastHttpUser):
     wait_time = constant_throughput(float(os.environ.get("BENCH_USER_RATE", "1")))
-
-    @task
-    def webhook(self) -> None:
-        self.client.post("/api/webhook", data=BODY, headers=HEADERS)
