@@ -31,7 +31,7 @@ import statistics
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -137,9 +137,7 @@ def median_of(pairs: list[tuple[dict, dict]], which: int, key: str) -> float:
     return statistics.median(pair[which][key] for pair in pairs)
 
 
-def render(
-    fixed: dict, stalled: dict, args: argparse.Namespace, missing: Sequence[str] = ()
-) -> tuple[str, bool]:
+def render(fixed: dict, stalled: dict, args: argparse.Namespace) -> tuple[str, bool]:
     lines = [
         describe_machine(),
         "",
@@ -191,6 +189,7 @@ def render(
             + " | ".join(spread([r[k] for r, _ in pairs], ".2f") for k in KEYS)
             + f" | {truth} | {seen:,.0f} |"
         )
+    missing = [tool for tool in ("wrk", "hey") if tool not in fixed]  # not installed (tools())
     against = "the truth only: wrk is not installed" if "wrk" in missing else "wrk and the truth"
     lines += [
         "",
@@ -211,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     fixed = run_server(False, args.seconds, args.runs)
     stalled = run_server(True, max(args.seconds, 10.0), args.runs)
-    missing = [tool for tool in ("wrk", "hey") if not shutil.which(tool)]
-    body, _ = render(fixed, stalled, args, missing)
+    body, _ = render(fixed, stalled, args)
     print("\n" + body)
     if not args.no_write:
         replace_section(Path(g.ROOT) / "docs" / "benchmarks.md", "latency", body)

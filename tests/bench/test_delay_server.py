@@ -119,10 +119,13 @@ def test_the_latency_table_says_what_was_skipped_and_against_what_it_judged() ->
     fixed = {"suite, closed model": [(near, truth)] * 3}
     stalled = {"suite, closed model": [(near, truth)] * 3}
     args = argparse.Namespace(seconds=6, runs=3)
-    text, met = latency.render(fixed, stalled, args, ["wrk", "hey"])
+    text, met = latency.render(fixed, stalled, args)  # no wrk, no hey: not installed
     assert met and "**met** (judged against the truth only: wrk is not installed)" in text
     assert text.endswith("Skipped: wrk is not installed; hey is not installed.")
     far = {**near, "p99_ms": 53.0}  # 1.8 ms above the truth's p99
-    text, met = latency.render({"suite, closed model": [(far, truth)] * 3}, stalled, args)
+    wrk = {"p50_ms": 50.6, "p95_ms": 51.1, "p99_ms": 51.3}
+    fixed = {"wrk": [(wrk, truth)] * 3, "hey": [(wrk, truth)] * 3,
+             "suite, closed model": [(far, truth)] * 3}  # fmt: skip
+    text, met = latency.render(fixed, stalled, args)
     assert not met and "**not met** (judged against wrk and the truth)" in text
     assert "Skipped" not in text
