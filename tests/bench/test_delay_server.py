@@ -60,55 +60,6 @@ def test_the_tools_percentiles_are_read_in_ms() -> None:
     }  # fmt: skip
 
 
-def test_throughput_ratios_are_paired_run_by_run() -> None:
-    import argparse
-
-    from bench import generators as g
-    from bench import throughput
-
-    def runs(*rates: float) -> list[g.Measured]:
-        return [g.Measured(rate, 1.0, 80.0) for rate in rates]
-
-    # The machine's speed drifts between rotations: each suite run is read against its own.
-    results = {
-        "plain Locust FastHttpUser": runs(1000, 2000, 1500),
-        throughput.CLOSED: runs(950, 1900, 1350),
-        throughput.OVERLOADED: runs(800, 1700, 1200),
-    }
-    ok = {"dropped": 0, "max_lateness_ms": 1.0, "cpu": 0.5}
-    ladder = [
-        throughput.Rung(throughput.ENGINE, 600.0, 600.0, True, ok),
-        throughput.Rung(throughput.PACED, 600.0, 590.0, True, {"cpu": 0.4}),
-    ]
-    idle = {0.0: 150.0, 0.0002: 180.0, 0.001: 195.0, 0.005: 255.0}
-    args = argparse.Namespace(window=4, runs=3)
-    text = throughput.render(results, ladder, 1500, [], args, idle)
-    assert "Part load on this machine (`python -m bench.part_load`, CPU 1): the same" in text
-    assert "| 0.95 (0.90-0.95) |" in text  # paired: 0.95, 0.95, 0.90
-    assert "**met** (0.95)" in text and "**not met** (0.40" in text
-    assert "| 0.80 (0.80-0.85) |" in text  # the engine's capacity, paired the same way
-    assert "overloaded, 0.80 of plain FastHttpUser" in text
-    assert "Locust's own pacing, on the same rungs: 0.40 (held in 1 of its 1 runs)" in text
-    assert "| plain FastHttpUser, constant_throughput | 600 | 590 | - | - | 0.40 | yes |" in text
-    failed = {"dropped": 40, "max_lateness_ms": 90.0, "cpu": 1.0}
-    ladder = [
-        throughput.Rung(throughput.ENGINE, 750.0, 700.0, False, failed),
-        throughput.Rung(throughput.ENGINE, 300.0, 290.0, False, failed),
-    ]
-    text = throughput.render(results, ladder, 1500, [], argparse.Namespace(window=4, runs=3))
-    assert "| suite, arrival engine: highest offered rate held | none (down to 300/s) | | | - " \
-        "| below 0.20 |" in text, text  # fmt: skip
-    assert "**not met** (0.00" in text
-    held = {"dropped": 0, "max_lateness_ms": 5.0, "cpu": 0.9}
-    ladder = [
-        throughput.Rung(throughput.ENGINE, 1200.0, 1200.0, True, held),
-        throughput.Rung(throughput.ENGINE, 1200.0, 900.0, False, failed),
-        throughput.Rung(throughput.ENGINE, 1200, 0, False, failed),
-    ]
-    text = throughput.render(results, ladder, 1500, [], argparse.Namespace(window=4, runs=3))
-    assert "**not shown: held in 1 of its 3 runs** (0.80" in text, text
-
-
 def test_the_latency_table_says_what_was_skipped_and_against_what_it_judged() -> None:
     import argparse
 
