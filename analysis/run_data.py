@@ -110,5 +110,23 @@ def _samples(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     stamps = pd.to_datetime(frame["time"], errors="coerce", utc=True, format="ISO8601")
     frame = frame.assign(unix=(stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds())
     frame = frame.dropna(subset=["unix"])
+    frame = _with_extra(frame)
     is_gateway = frame["source"] == "gateway"
     return frame[is_gateway].reset_index(drop=True), frame[~is_gateway].reset_index(drop=True)
+
+
+def _with_extra(frame: pd.DataFrame) -> pd.DataFrame:
+    """The `extra` column's JSON fields (figures the file's header did not name, such as a
+    gateway's cache sizes) as columns of their own; a fixed column of the same name wins."""
+    if "extra" not in frame or not frame["extra"].notna().any():
+        return frame
+    parsed = []
+    for text in frame["extra"]:
+        try:
+            value = json.loads(text) if isinstance(text, str) and text else {}
+        except ValueError:
+            value = {}
+        parsed.append(value if isinstance(value, dict) else {})
+    extra = pd.DataFrame(parsed, index=frame.index)
+    extra = extra[[c for c in extra.columns if c not in frame.columns]]
+    return pd.concat([frame, extra], axis=1) if not extra.empty else frame

@@ -42,6 +42,11 @@ class GatewayMetrics:
             "gateway_sessions_active", "Live sessions (initializing or ready).", registry=r
         )
         self.sessions_ready = Gauge("gateway_sessions_ready", "Live sessions ready.", registry=r)
+        self.sessions_limit = Gauge(
+            "gateway_sessions_limit",
+            "The session cap: above it, creations are refused.",
+            registry=r,
+        )
         self.sessions_created = Counter("gateway_sessions_created", "Sessions created.", registry=r)
         self.sessions_rejected = Counter(
             "gateway_sessions_rejected", "Session creations refused.", ["reason"], registry=r
@@ -88,6 +93,12 @@ class GatewayMetrics:
             ["result"],
             registry=r,
         )
+        self.cache_entries = Gauge(
+            "gateway_cache_entries",
+            "Entries held by a bounded cache (webhook_ids: inbound ids kept for idempotency).",
+            ["cache"],
+            registry=r,
+        )
         self.retained_bytes = Gauge(
             "gateway_retained_bytes",
             "Memory deliberately held: per live session, and by the leak switch.",
@@ -118,6 +129,8 @@ class GatewayMetrics:
         sessions_ready: Callable[[], float],
         queue_depth: Callable[[], float],
         queue_capacity: float,
+        sessions_limit: float,
+        webhook_ids: Callable[[], float],
         in_flight: Callable[[], float],
         session_bytes: Callable[[], float],
         leak_bytes: Callable[[], float],
@@ -126,6 +139,8 @@ class GatewayMetrics:
         self.sessions_ready.set_function(sessions_ready)
         self.queue_depth.set_function(queue_depth)
         self.queue_capacity.set(queue_capacity)
+        self.sessions_limit.set(sessions_limit)
+        self.cache_entries.labels(cache="webhook_ids").set_function(webhook_ids)
         self.messages_in_flight.set_function(in_flight)
         self.retained_bytes.labels(kind="sessions").set_function(session_bytes)
         self.retained_bytes.labels(kind="leak").set_function(leak_bytes)

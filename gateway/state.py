@@ -58,6 +58,8 @@ class Gateway:
             sessions_ready=lambda: self.sessions.ready_count(time.monotonic()),
             queue_depth=self.delivery.queue.qsize,
             queue_capacity=config.queue_size,
+            sessions_limit=config.max_sessions,
+            webhook_ids=lambda: len(self.seen_inbound),
             in_flight=lambda: self.delivery.in_flight,
             session_bytes=self.sessions.retained_bytes,
             leak_bytes=lambda: self.leak.total_bytes,

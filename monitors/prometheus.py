@@ -1,7 +1,8 @@
 """The target's own metrics, from its Prometheus endpoint, parsed with prometheus-client.
 
 Read once a second: the reference gateway's business metrics (queue depth, sessions, WebSocket
-connections, messages by status) and the standard names a Node.js gateway exports through
+connections, messages by status, the session cap and queue capacity, the entries of bounded
+caches) and the standard names a Node.js gateway exports through
 prom-client (`process_resident_memory_bytes`, `nodejs_heap_size_used_bytes`,
 `nodejs_heap_size_total_bytes`, `nodejs_eventloop_lag_seconds` and its `_p99_seconds`), so
 that heap used and total, what the plan means by heap, are reported for Node.js gateways. An
@@ -25,6 +26,8 @@ SELECTED: tuple[tuple[str, dict[str, str], str, float], ...] = (
     ("gateway_queue_depth", {}, "queue_depth", 1.0),
     ("gateway_sessions_active", {}, "sessions_active", 1.0),
     ("gateway_sessions_ready", {}, "sessions_ready", 1.0),
+    ("gateway_sessions_limit", {}, "sessions_limit", 1.0),
+    ("gateway_queue_capacity", {}, "queue_capacity", 1.0),
     ("gateway_websocket_connections", {}, "websocket_connections", 1.0),
     ("gateway_messages_in_flight", {}, "messages_in_flight", 1.0),
     ("gateway_messages_total", {"status": "accepted"}, "messages_accepted", 1.0),
@@ -40,7 +43,15 @@ SELECTED: tuple[tuple[str, dict[str, str], str, float], ...] = (
 )
 
 
-WANTED_NAMES = frozenset(name for name, *_ in SELECTED)
+# Families read whatever their label says, one key per label value: a gateway's bounded caches
+# (`cache_<name>_entries`), which hold memory that the leak analysis must not call a leak.
+LABELLED: tuple[tuple[str, str, str], ...] = (
+    ("gateway_cache_entries", "cache", "cache_{}_entries"),
+)
+LABEL_VALUE = re.compile(r"[a-zA-Z0-9_]+")
+CACHE_KEY = re.compile(r"cache_[a-zA-Z0-9_]+_entries")
+
+WANTED_NAMES = frozenset([*(name for name, *_ in SELECTED), *(name for name, *_ in LABELLED)])
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
@@ -66,11 +77,17 @@ def parse_metrics(text: str) -> dict[str, float]:
     for sample_name, labels, key, scale in SELECTED:
         wanted.setdefault(sample_name, []).append((labels, key, scale))
     values: dict[str, float] = {}
+    labelled = {name: (label, key) for name, label, key in LABELLED}
     for family in text_string_to_metric_families(selected_lines(text)):
         for sample in family.samples:
             for labels, key, scale in wanted.get(sample.name, ()):
                 if all(sample.labels.get(k) == v for k, v in labels.items()):
                     values[key] = round(sample.value * scale, 3)
+            if sample.name in labelled:
+                label, template = labelled[sample.name]
+                name = LABEL_VALUE.fullmatch(sample.labels.get(label, ""))
+                if name is not None:
+                    values[template.format(name.group())] = round(sample.value, 3)
     return values
 
 

@@ -217,6 +217,7 @@ def test_metrics_exposition(gateway: GatewayProcess, client: httpx.Client) -> No
     assert metric(families, "gateway_sessions_created_total") >= 1
     assert metric(families, "gateway_queue_depth") >= 0
     assert metric(families, "gateway_websocket_connections") >= 1
+    assert metric(families, "gateway_sessions_limit") == 5000  # the default cap
     statuses = {s.labels["status"] for s in families["gateway_messages"].samples}
     assert statuses >= {"accepted", "sent", "delivered", "failed", "rejected"}
     assert metric(families, "gateway_messages_total", status="accepted") >= 1
@@ -468,6 +469,7 @@ def test_queue_full_is_503(start_gateway) -> None:
 def test_webhook_received_and_idempotent(client: httpx.Client) -> None:
     processed = metric(client, "gateway_webhook_events_total", result="processed")
     duplicate = metric(client, "gateway_webhook_events_total", result="duplicate")
+    remembered = metric(client, "gateway_cache_entries", cache="webhook_ids")
     event = inbound("5511900000000")
     first = client.post("/api/webhook", json=event)
     assert first.status_code == 200
@@ -477,6 +479,8 @@ def test_webhook_received_and_idempotent(client: httpx.Client) -> None:
     assert again.json() == {"received": True, "duplicate": True}
     assert metric(client, "gateway_webhook_events_total", result="processed") == processed + 1
     assert metric(client, "gateway_webhook_events_total", result="duplicate") == duplicate + 1
+    # The id is kept for idempotency: memory the gateway reports, one entry.
+    assert metric(client, "gateway_cache_entries", cache="webhook_ids") == remembered + 1
 
 
 def _without_message_field(name: str) -> dict[str, Any]:

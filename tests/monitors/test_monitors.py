@@ -208,6 +208,26 @@ def test_prom_client_exposition_is_parsed() -> None:
     }
 
 
+def test_a_gateways_limits_and_cache_sizes_are_read() -> None:
+    """The session cap and queue capacity as figures of their own; each cache of
+    `gateway_cache_entries` as `cache_<name>_entries`, whatever its name (a label value
+    that is not a plain name is skipped, not put in a column's name)."""
+    text = (
+        "# TYPE gateway_sessions_limit gauge\ngateway_sessions_limit 5000\n"
+        "# TYPE gateway_queue_capacity gauge\ngateway_queue_capacity 10000\n"
+        "# TYPE gateway_cache_entries gauge\n"
+        'gateway_cache_entries{cache="webhook_ids"} 1234\n'
+        'gateway_cache_entries{cache="contacts"} 7\n'
+        'gateway_cache_entries{cache="a b,c"} 9\n'
+    )
+    assert parse_metrics(text) == {
+        "sessions_limit": 5000.0,
+        "queue_capacity": 10000.0,
+        "cache_webhook_ids_entries": 1234.0,
+        "cache_contacts_entries": 7.0,
+    }
+
+
 def test_only_the_metrics_read_are_parsed() -> None:
     """Lines of other metrics are dropped before the (slow) parser: names that merely share a
     prefix do not match, and an odd line elsewhere does not spoil the scrape."""
