@@ -3,12 +3,22 @@
 - **Memory per session**: the least-squares slope of RSS against the gateway's live sessions
   over the run's samples, with its standard error and 95 % interval. Only estimated when the
   session count moved enough to say anything (`min_session_spread`).
-- **Leak**: over the run after its warm-up, RSS is first regressed on what should explain it
-  (live sessions, queued messages, WebSocket connections) and the Theil-Sen slope of what is
-  left is taken against time, with its 95 % interval (Kendall's S). A leak is growth that is
-  both significant (the interval is above zero) and material (above `leak_mb_per_hour`).
-  Samples are averaged into at most 200 consecutive groups first: neighbouring seconds are not
+- **Leak**: memory that grows with time while the load that holds memory does not. The load
+  figures are every one the run measured that can hold memory in a gateway: live sessions,
+  queued messages, WebSocket subscriptions, open connections (keep-alive ones too) and the
+  entries of the gateway's bounded caches (`cache_<name>_entries`, when its metrics name them).
+  After the warm-up, the trend of RSS over time *holding those figures fixed* is the
+  Theil-Sen slope of RSS's residual against time's residual, both taken after a least-squares
+  fit on the figures (Frisch-Waugh-Lovell), with its 95 % interval (Kendall's S). Samples are
+  averaged into at most 200 consecutive groups first: neighbouring seconds are not
   independent, and the interval would otherwise be too narrow.
+
+  What time shares with the load cannot be told from the load: where the load ramps the whole
+  run (k6 stages climbing to 1000 users), time's residual is small and the interval wide, and
+  the verdict is "not enough steady load to judge", with roughly how long a steady stretch
+  would be enough. A leak is growth that is significant (the interval is above zero), material
+  (above `leak_mb_per_hour`) and that keeps on: growth whose last third is confidently below
+  the threshold levelled off (a warm-up, a bounded cache filling) and is not a leak.
 """
 
 from __future__ import annotations
@@ -21,11 +31,21 @@ import pandas as pd
 from analysis.criteria import AnalysisSettings
 from analysis.run_data import RunData
 from monitors.alerts import theil_sen, thinned
+from monitors.prometheus import CACHE_KEY
 
 Z95 = 1.96
 LEAK_GROUPS = 200
 MIN_LEAK_SAMPLES = 20
-EXPLAINING = ("sessions_active", "queue_depth", "websocket_connections")
+# The figures that hold memory in a gateway, besides its caches (`CACHE_KEY`).
+EXPLAINING = ("sessions_active", "queue_depth", "websocket_connections", "connections")
+# Time varying apart from the load by less than this share of its own spread: the load
+# ramped throughout, and a leak cannot be told from it unless the interval says otherwise;
+# below `LEAST_STEADY_SHARE`, whatever the interval says: the slope then rests on a few
+# seconds of jitter in the load, where a load figure that memory follows with a lag, or not
+# quite in proportion, would read as a trend.
+STEADY_SHARE = 0.25
+LEAST_STEADY_SHARE = 0.05
+LATE_FRACTION = 1 / 3  # growth that keeps on must still be there in the last third
 
 
 def rss_series(run: RunData) -> tuple[str, pd.Series]:
@@ -71,47 +91,105 @@ def memory_per_session(run: RunData, settings: AnalysisSettings) -> dict[str, An
     }
 
 
+def load_figures(run: RunData) -> list[str]:
+    """The load figures a run measured that can hold memory: `EXPLAINING`, and caches."""
+    caches = sorted(str(c) for c in run.gateway.columns if CACHE_KEY.fullmatch(str(c)))
+    return [name for name in (*EXPLAINING, *caches) if not run.column(name).empty]
+
+
+def _not_judged(note: str, **more: Any) -> dict[str, Any]:
+    return {"judged": False, "detected": False, "note": note, **more}
+
+
+def _residual(design: np.ndarray, values: np.ndarray) -> np.ndarray:
+    beta, *_ = np.linalg.lstsq(design, values, rcond=None)
+    return values - design @ beta
+
+
 def leak(run: RunData, settings: AnalysisSettings) -> dict[str, Any]:
     source, rss = rss_series(run)
     if len(rss) < MIN_LEAK_SAMPLES:
-        return {"judged": False, "detected": False, "note": "too few memory samples to judge"}
+        return _not_judged("too few memory samples to judge")
     start, end = float(rss.index.min()), float(rss.index.max())
     after = start + settings.warmup_fraction * (end - start)
-    explaining = {name: run.column(name) for name in EXPLAINING}
-    frame = pd.concat({"rss": rss, **explaining}, axis=1)
-    frame = frame[frame.index >= after].dropna(subset=["rss"]).fillna(0.0)
+    figures = load_figures(run)
+    frame = pd.concat({"rss": rss, **{name: run.column(name) for name in figures}}, axis=1)
+    frame = frame.sort_index()
+    frame[figures] = frame[figures].ffill().fillna(0.0)
+    frame = frame[frame.index >= after].dropna(subset=["rss"])
     if len(frame) < MIN_LEAK_SAMPLES:
-        return {"judged": False, "detected": False, "note": "too few samples after the warm-up"}
-    t = frame.index.to_numpy(float)
+        return _not_judged("too few samples after the warm-up")
+    t = frame.index.to_numpy(float) - float(frame.index[0])
     y = frame["rss"].to_numpy(float)
-    used = [n for n in EXPLAINING if frame[n].std() > 0]
-    explained = np.zeros_like(y)
-    coefficients: dict[str, float] = {}
-    if used:
-        # RSS = a + b_1 sessions + ... : what these explain is taken out before the trend.
-        design = np.column_stack([np.ones_like(y), *(frame[n].to_numpy(float) for n in used)])
-        beta, *_ = np.linalg.lstsq(design, y, rcond=None)
-        explained = design[:, 1:] @ beta[1:]
-        coefficients = {n: round(float(b), 5) for n, b in zip(used, beta[1:], strict=True)}
-    points = thinned(list(zip((t - t[0]).tolist(), (y - explained).tolist(), strict=True)), 200)
-    slope, low, high = theil_sen(points)
+    used = [n for n in figures if frame[n].std() > 0]
+    design = np.column_stack([np.ones_like(y), *(frame[n].to_numpy(float) for n in used)])
+    # Time and memory, each less what the load figures explain: their slope is memory's
+    # trend with the load held fixed, and time's residual is what is left of steady load.
+    t_left, y_left = _residual(design, t), _residual(design, y)
+    steady_share = float(t_left.std() / t.std()) if t.std() > 0 else 0.0
+    slope, low, high = theil_sen(thinned(list(zip(t_left, y_left, strict=True)), LEAK_GROUPS))
+    beta, *_ = np.linalg.lstsq(design, y - slope * t, rcond=None)
+    coefficients = {n: round(float(b), 5) for n, b in zip(used, beta[1:], strict=True)}
+    explained = design[:, 1:] @ beta[1:]
     per_hour, low_h, high_h = slope * 3600, low * 3600, high * 3600
-    raw_slope, _, _ = theil_sen(
-        thinned(list(zip((t - t[0]).tolist(), y.tolist(), strict=False)), 200)
-    )
-    detected = low_h > 0 and per_hour > settings.leak_mb_per_hour
-    return {
+    raw_slope, _, _ = theil_sen(thinned(list(zip(t.tolist(), y.tolist(), strict=True)), 200))
+    threshold = settings.leak_mb_per_hour
+    result: dict[str, Any] = {
         "judged": True,
-        "detected": bool(detected),
+        "detected": False,
         "mb_per_hour": round(per_hour, 2),
         "low_mb_per_hour": round(low_h, 2),
         "high_mb_per_hour": round(high_h, 2),
         "raw_mb_per_hour": round(raw_slope * 3600, 2),
-        "threshold_mb_per_hour": settings.leak_mb_per_hour,
-        "from_unix": float(t[0]),
-        "to_unix": float(t[-1]),
+        "threshold_mb_per_hour": threshold,
+        "from_unix": float(frame.index[0]),
+        "to_unix": float(frame.index[-1]),
         "samples": len(t),
+        "load_figures": figures,
         "explained_by": coefficients,
+        "steady_share": round(steady_share, 3),
         "growth_mb": round(slope * (t[-1] - t[0]), 2),
         "memory_source": source,
     }
+    significant = low_h > 0 and per_hour > threshold
+    uncertain = not significant and high_h > threshold and steady_share < STEADY_SHARE
+    if uncertain or steady_share < LEAST_STEADY_SHARE:
+        noise = float(np.std(y_left - slope * t_left))
+        ramped = max(used, key=lambda n: abs(np.corrcoef(frame[n], t)[0, 1]), default="")
+        ramp = frame[ramped] if ramped else pd.Series([0.0])
+        needed = round(steady_seconds_needed(noise, threshold))
+        return {
+            **result,
+            "judged": False,
+            "reason": "ramped",
+            "ramped_figure": ramped,
+            "ramp_from": round(float(ramp.iloc[0]), 1),
+            "ramp_to": round(float(ramp.iloc[-1]), 1),
+            "steady_s_needed": needed,
+            "note": "not enough steady load to judge a leak: the load ramped with time "
+            f"throughout ({ramped} {ramp.iloc[0]:.0f} to {ramp.iloc[-1]:.0f}), so memory that "
+            f"follows it cannot be told from a leak (the trend is {per_hour:+.0f} MB/h, 95 % "
+            f"interval {low_h:+.0f} to {high_h:+.0f}); about {needed} s at a steady load "
+            "would be enough",
+        }
+    if significant:
+        late = t >= t[-1] * (1 - LATE_FRACTION)
+        points = list(zip(t[late].tolist(), (y - explained)[late].tolist(), strict=True))
+        late_slope, _, late_high = theil_sen(thinned(points, LEAK_GROUPS))
+        result["late_mb_per_hour"] = round(late_slope * 3600, 2)
+        result["late_high_mb_per_hour"] = round(late_high * 3600, 2)
+        result["levels_off"] = bool(late_high * 3600 < threshold)
+        result["detected"] = not result["levels_off"]
+    return result
+
+
+def steady_seconds_needed(noise_mb: float, threshold_mb_per_hour: float) -> float:
+    """Roughly how long a stretch of steady load, sampled once a second, gives a Theil-Sen
+    interval narrower than the threshold at this noise: the slope's standard error over D
+    seconds of one-second samples is noise * sqrt(12) / D^1.5."""
+    per_second = threshold_mb_per_hour / 3600
+    if per_second <= 0:
+        return float("inf")
+    return max(
+        float(MIN_LEAK_SAMPLES), (Z95 * max(noise_mb, 1e-3) * 12**0.5 / per_second) ** (2 / 3)
+    )

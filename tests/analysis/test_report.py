@@ -50,7 +50,8 @@ def synthetic_run(
         {
             "unix": T0 + second,
             "source": "gateway",
-            "rss_mb": round(150.0 + 0.5 * s + float(rng.normal(0.0, 1.0)), 3),
+            # Little noise: more, over 54 s of a ramp, leaves the leak "not enough steady load".
+            "rss_mb": round(150.0 + 0.5 * s + float(rng.normal(0.0, 0.05)), 3),
             "cpu_pct": round(30.0 + 0.15 * s, 2),
             "sessions_active": s,
             "queue_depth": float(second % 3),
