@@ -1,9 +1,14 @@
 """Bottlenecks found in a run's data, each with its evidence and a recommendation.
 
 Every finding is a rule over measured numbers; none is printed without the numbers that
-triggered it. A finding has a `kind` (which names its text and recommendation in the report's
-message catalogue, so that it can be rendered in any language), the `evidence` (numbers, and the
-time range when there is one) and, for JSON readers, the English `text`.
+triggered it. When errors or latency went over their limits, the figures that had reached a
+ceiling at that moment (`analysis.ceilings`: the session cap, a full queue, CPU, ...) come
+first, each with the recommendation that follows from it; the errors finding then points to
+them, and gives general advice only when no figure explains the errors, saying so.
+
+A finding has a `kind` (which names its text and recommendation in the report's message
+catalogue, so that it can be rendered in any language, unless `text_key` and `advice_key` name
+other entries of it) and the `evidence` (numbers, and the time range when there is one).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.criteria import Judgement
+from analysis.ceilings import Ceiling, Onset, ceilings, onset
+from analysis.criteria import LATENCY_METRICS, Judgement
 from analysis.latency import percentile
 from analysis.metrics import RunMetrics
 
@@ -24,18 +30,63 @@ GENERATOR_CPU = 90.0
 
 
 def find_bottlenecks(metrics: RunMetrics, judgements: list[Judgement]) -> list[dict[str, Any]]:
+    limits = trouble_limits(metrics, judgements)
+    start = onset(metrics.run, limits)
+    reached = ceilings(metrics.run, start, limits) if start is not None else []
+    at_ceiling = {c.figure for c in reached}
     found = [
+        *(ceiling(metrics, start, c) for c in reached if start is not None),
         latency_with_queue(metrics),
-        cpu_saturation(metrics, judgements),
+        None if "cpu_pct" in at_ceiling else cpu_saturation(metrics, judgements),
         per_session_memory(metrics, judgements),
         memory_leak(metrics),
         websocket_failures(metrics),
         throttling(metrics),
-        errors(metrics, judgements),
-        event_loop_lag(metrics),
+        errors(metrics, judgements, start, reached),
+        unexplained_latency(start, reached),
+        None
+        if at_ceiling & {"eventloop_lag_p99_ms", "eventloop_lag_ms"}
+        else event_loop_lag(metrics),
         generator_limited(metrics),
     ]
     return [f for f in found if f is not None]
+
+
+def trouble_limits(metrics: RunMetrics, judgements: list[Judgement]) -> dict[str, float]:
+    """The limits whose crossing is trouble: the error rate's and the latency percentiles',
+    from the criteria over the whole run (or over the run's one request, when it has one)."""
+    requests = list((metrics.run.summary.get("requests") or {}).keys())
+    scopes = {"overall", *(requests if len(requests) == 1 else ())}
+    limits: dict[str, float] = {}
+    for j in judgements:
+        wanted = j.metric == "error_rate_pct" or j.metric in LATENCY_METRICS
+        if wanted and j.op == "max" and j.scope in scopes:
+            limits[j.metric] = min(j.limit, limits.get(j.metric, j.limit))
+    return limits
+
+
+def ceiling(metrics: RunMetrics, start: Onset, reached: Ceiling) -> dict[str, Any]:
+    """A figure at its ceiling when the trouble began; evidence for the figure's own advice."""
+    estimate = metrics.memory_per_session
+    return {
+        **_finding(
+            "ceiling",
+            figure=reached.figure,
+            level=reached.level,
+            limit=reached.limit,
+            reached_unix=reached.reached_unix,
+            held_s=reached.held_s,
+            signal=start.signal,
+            metric=start.metric,
+            onset_unix=start.at_unix,
+            value=start.value,
+            signal_limit=start.limit,
+            mb_per_session=estimate["mb"] if estimate.get("estimated") else None,
+        ),
+        "text_key": f"ceilings.{reached.figure}.{'at_limit' if reached.limit else 'plateau'}",
+        "advice_key": f"ceilings.{reached.figure}.advice"
+        + ("_memory" if reached.figure == "sessions_active" and estimate.get("estimated") else ""),
+    }
 
 
 def _finding(kind: str, **evidence: Any) -> dict[str, Any]:
@@ -159,7 +210,14 @@ def throttling(metrics: RunMetrics) -> dict[str, Any] | None:
     )
 
 
-def errors(metrics: RunMetrics, judgements: list[Judgement]) -> dict[str, Any] | None:
+def errors(
+    metrics: RunMetrics,
+    judgements: list[Judgement],
+    start: Onset | None = None,
+    reached: list[Ceiling] = (),  # type: ignore[assignment]
+) -> dict[str, Any] | None:
+    """The error rate over its limit; its advice points to the figure at a ceiling when the
+    errors began, and is general (saying so) only when none was."""
     violated = _violated(judgements, "error_rate_pct")
     if violated is None:
         return None
@@ -167,13 +225,36 @@ def errors(metrics: RunMetrics, judgements: list[Judgement]) -> dict[str, Any] |
         metrics.run.summary.get("errors") or [], key=lambda e: -int(e.get("occurrences", 0))
     )
     first = top[0] if top else {}
-    return _finding(
+    began = start if start is not None and start.signal == "errors" else None
+    explained = reached[0].figure if began is not None and reached else ""
+    finding = _finding(
         "errors",
         error_rate_pct=violated.value,
         limit_pct=violated.limit,
         top_error=str(first.get("error", "?")),
         top_request=f"{first.get('method', '')} {first.get('name', '')}".strip(),
         top_occurrences=int(first.get("occurrences", 0)),
+        onset_unix=began.at_unix if began is not None else None,
+        explained_by=explained,
+    )
+    if explained:
+        finding["advice_key"] = "findings.errors.advice_explained"
+    elif began is not None:
+        finding["advice_key"] = "findings.errors.advice_unexplained"
+    return finding
+
+
+def unexplained_latency(start: Onset | None, reached: list[Ceiling]) -> dict[str, Any] | None:
+    """Latency over its limit with no measured figure at a ceiling: said so, with its onset."""
+    if start is None or start.signal != "latency" or reached:
+        return None
+    return _finding(
+        "latency_unexplained",
+        metric=start.metric,
+        value=start.value,
+        limit=start.limit,
+        onset_unix=start.at_unix,
+        until_unix=start.until_unix,
     )
 
 

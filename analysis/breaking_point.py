@@ -4,7 +4,9 @@ Every stage is judged by the criteria that can be read per stage (error rate, la
 percentiles, CPU, throughput; see `analysis.metrics.STAGE`). The breaking point is the last
 stage that met all of them with every stage before it; above it, the first failing stage is
 searched window by window (and sample by sample for CPU and the queue) for the moment each
-signal crossed its limit: errors, latency, queue growth, CPU. The earliest is what broke first.
+signal crossed its limit: errors, latency, queue growth, CPU; and the figures that had reached
+a ceiling when errors or latency first crossed (`analysis.ceilings`: the session cap, a full
+queue...), at the time each reached it. The earliest is what broke first.
 
 Graceful failure: the refusals were answers that tell the client what to do (4xx, or 503 with
 `Retry-After`), not timeouts, connection errors or other 5xx. Recovery: after the load the
@@ -16,6 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from analysis.ceilings import Onset, ceilings
 from analysis.criteria import Criterion, Judgement, judge
 from analysis.latency import percentile
 from analysis.metrics import STAGE, RunMetrics
@@ -165,11 +168,30 @@ def first_crossings(
         found.append(
             _signal("queue", at, start, float(growing.iloc[0]), max(QUEUE_FLOOR, 2 * base))
         )
-    return sorted(found, key=lambda s: s["at_unix"])
+    trouble = [s for s in found if s["signal"] in ("errors", "latency")]
+    if trouble:
+        first = min(trouble, key=lambda s: s["at_unix"])
+        began = Onset(first["signal"], first["at_unix"], end, first["value"], first["limit"], "")
+        limits = {"cpu_pct": cpu_limit}
+        for reached in ceilings(run, began, limits):
+            if reached.figure == "cpu_pct" and any(s["signal"] == "cpu" for s in found):
+                continue  # said already, as the CPU crossing its limit
+            found.append(
+                _signal("ceiling", reached.reached_unix, start, reached.level, reached.limit)
+                | {"figure": reached.figure}
+            )
+    # A figure at its ceiling in the same sample as the errors it explains comes first.
+    return sorted(found, key=lambda s: (s["at_unix"], s["signal"] != "ceiling"))
 
 
 def _signal(
-    kind: str, at: float, stage_start: float, value: float, limit: float, unit: str = "", **kw: Any
+    kind: str,
+    at: float,
+    stage_start: float,
+    value: float,
+    limit: float | None,
+    unit: str = "",
+    **kw: Any,
 ) -> dict[str, Any]:
     return {
         "signal": kind,

@@ -106,9 +106,9 @@ def _iso_to_unix(text: str | None) -> float | None:
 
 def _relative(evidence: dict[str, Any], start: float) -> dict[str, Any]:
     out = dict(evidence)
-    for key in ("from_unix", "to_unix", "at_unix"):
-        if out.get(key) is not None:
-            out[key.replace("_unix", "_s")] = round(out[key] - start, 1)
+    for key, value in evidence.items():
+        if key.endswith("_unix") and value is not None:
+            out[key.removesuffix("_unix") + "_s"] = round(value - start, 1)
     return out
 
 
@@ -281,9 +281,7 @@ def build_report(run: RunData, criteria: CriteriaFile) -> dict[str, Any]:
         {**f, "evidence": _relative(f["evidence"], start)}
         for f in find_bottlenecks(metrics, judgements)
     ]
-    leak = dict(metrics.leak)
-    if leak.get("judged"):
-        leak = _relative(leak, start)
+    leak = _relative(dict(metrics.leak), start)
     return {
         "schema_version": SCHEMA_VERSION,
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

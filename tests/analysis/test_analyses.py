@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,6 +17,7 @@ from locust.stats import RequestStats, setup_distributed_stats_event_listeners
 
 from analysis.bottlenecks import find_bottlenecks, latency_with_queue, throttling
 from analysis.breaking_point import breaking_point, graceful, judge_stages
+from analysis.ceilings import onset
 from analysis.criteria import AnalysisSettings, CriteriaFile, Criterion, judge, load_criteria
 from analysis.latency import LatencyBook
 from analysis.memory import leak, memory_per_session
@@ -24,7 +26,7 @@ from analysis.report import build_report, judge_run
 from analysis.run_data import RunData, RunDataError, load_run
 from analysis.summary import build_summary
 from analysis.timeline import Windows
-from tests.analysis.synthetic import T0, make_summary, stage_dicts, write_run
+from tests.analysis.synthetic import T0, iso, make_summary, stage_dicts, write_run
 
 ROOT = Path(__file__).resolve().parents[2]
 CRITERIA = load_criteria(ROOT / "conf" / "criteria.yaml", is_metric)
@@ -267,6 +269,92 @@ def test_too_few_samples_are_not_judged() -> None:
     metrics = RunMetrics(run, SETTINGS)
     assert metrics.value("memory_leak").value is None
     assert metrics.value("memory_growth_mb_per_h").value is None
+
+
+def k6_ramp(hold_s: float) -> np.ndarray:
+    """Keep-alive connections of a k6-style ramp (one per user) to 100, 500 then 1000 users,
+    in three equal stretches, then `hold_s` seconds at 1000, over `LEAK_T`; a few connections
+    come and go each second, as users' do."""
+    ramp_s = (LEAK_T.size - hold_s) / 3
+    users = np.interp(LEAK_T, [0, ramp_s, 2 * ramp_s, 3 * ramp_s], [0, 100, 500, 1000])
+    return users + np.random.default_rng(25).integers(0, 4, size=LEAK_T.size)
+
+
+def test_memory_that_follows_a_ramp_of_keep_alive_connections_is_not_a_leak(
+    tmp_path: Path,
+) -> None:
+    """The webhooks scenario: memory grows with the connections of a ramp (30 kB each), which
+    then hold: the growth is theirs, not a leak, and the steady end lets it be judged."""
+    rng = np.random.default_rng(26)
+    connections = k6_ramp(hold_s=300)
+    rss = 50.0 + 0.03 * connections + rng.normal(0.0, 0.3, size=LEAK_T.size)
+    found = leak_of(tmp_path, rss_mb=rss, connections=connections)
+    assert found["raw_mb_per_hour"] > 2 * SETTINGS.leak_mb_per_hour  # memory did grow ...
+    assert found["judged"] and not found["detected"], found  # ... with the connections
+    assert abs(found["mb_per_hour"]) < 10.0
+    assert found["explained_by"]["connections"] == pytest.approx(0.03, rel=0.05)
+    assert found["load_figures"] == ["connections"]
+
+
+def test_a_leak_beside_a_ramp_of_connections_is_found_in_its_steady_stretch(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(27)
+    connections = k6_ramp(hold_s=300)
+    rss = 50.0 + 0.03 * connections + 300.0 / 3600 * LEAK_T + rng.normal(0.0, 0.3, LEAK_T.size)
+    found = leak_of(tmp_path, rss_mb=rss, connections=connections)
+    assert found["detected"], found
+    assert found["mb_per_hour"] == pytest.approx(300.0, rel=0.1)
+    assert found["explained_by"]["connections"] == pytest.approx(0.03, rel=0.1)
+
+
+def test_a_load_that_ramps_throughout_leaves_the_leak_not_judged(tmp_path: Path) -> None:
+    """Connections that climb at one pace to the last second: memory that follows them
+    cannot be told from a leak, and the verdict says so, with what would be enough, instead
+    of guessing. (A ramp that changes pace, like k6's stages, can be judged at its bends.)"""
+    rng = np.random.default_rng(28)
+    connections = 0.9 * LEAK_T + rng.integers(0, 4, size=LEAK_T.size)
+    rss = 50.0 + 0.03 * connections + rng.normal(0.0, 0.3, size=LEAK_T.size)
+    found = leak_of(tmp_path, rss_mb=rss, connections=connections)
+    assert not found["judged"] and not found["detected"], found
+    assert found["reason"] == "ramped" and found["ramped_figure"] == "connections"
+    assert found["note"].startswith("not enough steady load to judge a leak")
+    assert found["steady_share"] < 0.05  # time is all but a function of the connections
+    assert 20 <= found["steady_s_needed"] <= 600
+    metrics = RunMetrics(load_run(tmp_path / "run"), SETTINGS)
+    assert metrics.value("memory_leak").value is None  # not measured: neither pass nor fail
+
+
+def test_growth_that_levels_off_is_not_a_leak(tmp_path: Path) -> None:
+    """A cache the gateway does not report fills at 180 MB/h to its bound at 700 s, then
+    holds: significant growth over the run, none in its last third."""
+    rng = np.random.default_rng(29)
+    rss = 50.0 + 0.05 * np.minimum(LEAK_T, 700.0) + rng.normal(0.0, 0.3, size=LEAK_T.size)
+    found = leak_of(tmp_path, rss_mb=rss, sessions_active=np.full(LEAK_T.size, 50.0))
+    assert found["judged"] and found["low_mb_per_hour"] > 0, found
+    assert found["mb_per_hour"] > SETTINGS.leak_mb_per_hour
+    assert found["levels_off"] and not found["detected"], found
+    assert found["late_high_mb_per_hour"] < SETTINGS.leak_mb_per_hour
+
+
+def test_a_cache_the_gateway_reports_explains_its_memory(tmp_path: Path) -> None:
+    """The same filling cache, reported by the gateway's metrics (`cache_<name>_entries`, in
+    the samples' `extra` column since the file's header does not name it): it explains the
+    memory, 160 bytes an entry."""
+    rng = np.random.default_rng(30)
+    entries = np.minimum(LEAK_T, 700.0) * 300.0
+    rss = 50.0 + 160e-6 * entries + rng.normal(0.0, 0.3, size=LEAK_T.size)
+    folder = write_run(tmp_path / "run", make_summary(duration_s=1200.0))
+    with (folder / "samples.csv").open("w", encoding="utf-8") as handle:
+        handle.write("t,time,source,rss_mb,sessions_active,extra\n")
+        for second, mb, n in zip(LEAK_T, rss, entries, strict=True):
+            extra = json.dumps({"cache_webhook_ids_entries": n}).replace('"', '""')
+            handle.write(f'{second},{iso(T0 + second)},gateway,{mb:.3f},50,"{extra}"\n')
+    found = leak(load_run(folder), SETTINGS)
+    assert found["judged"] and not found["detected"], found
+    assert "cache_webhook_ids_entries" in found["load_figures"]
+    assert found["explained_by"]["cache_webhook_ids_entries"] == pytest.approx(160e-6, rel=0.05)
+    assert abs(found["mb_per_hour"]) < 10.0
 
 
 # --- stages and the breaking point ---------------------------------------------------------
@@ -620,6 +708,99 @@ def test_flat_latency_with_a_growing_queue_is_not_a_bottleneck(tmp_path: Path) -
     metrics = RunMetrics(run, SETTINGS)
     assert latency_with_queue(metrics) is None
     assert find_bottlenecks(metrics, []) == []
+
+
+ERRORS_ONLY = CriteriaFile(
+    criteria=(Criterion(name="error rate", metric="error_rate_pct", max=5, severity="fail"),)
+)
+
+
+def capped_run(tmp_path: Path, **columns: np.ndarray) -> tuple[RunMetrics, list[Any]]:
+    """The staged run whose 4th stage fails every other request from 32 s, with `columns`
+    as the gateway's samples; judged by the error rate alone."""
+    samples = gateway_rows(np.arange(0.0, 41.0), **columns)
+    run, _, _ = staged_run(tmp_path, failing_from={4: 32}, samples=samples)
+    metrics = RunMetrics(run, ERRORS_ONLY.analysis)
+    judgements, _ = judge_run(metrics, ERRORS_ONLY)
+    return metrics, judgements
+
+
+def test_errors_that_begin_at_the_session_cap_name_it_as_what_broke_first(
+    tmp_path: Path,
+) -> None:
+    t = np.arange(0.0, 41.0)
+    metrics, judgements = capped_run(
+        tmp_path,
+        sessions_active=np.minimum(500.0, 16.0 * t),  # the cap from 31.25 s
+        sessions_limit=np.full(t.size, 500.0),
+        connections=np.full(t.size, 40.0),
+        cpu_pct=35.0 + np.sin(t),
+    )
+    found = find_bottlenecks(metrics, judgements)
+    assert [f["kind"] for f in found] == ["ceiling", "errors"], found
+    cap = found[0]
+    assert cap["text_key"] == "ceilings.sessions_active.at_limit"
+    evidence = cap["evidence"]
+    assert (evidence["figure"], evidence["level"], evidence["limit"]) == (
+        "sessions_active",
+        500,
+        500,
+    )
+    assert evidence["reached_unix"] == T0 + 31  # 496 then: within 3 % of the cap
+    assert evidence["held_s"] == pytest.approx(8.0)  # to the last sample, at 40 s
+    assert (evidence["signal"], evidence["onset_unix"], evidence["value"]) == (
+        "errors",
+        T0 + 32,
+        50,
+    )
+    errors = found[1]
+    assert errors["advice_key"] == "findings.errors.advice_explained"
+    assert errors["evidence"]["explained_by"] == "sessions_active"
+    stages = judge_stages(metrics, list(ERRORS_ONLY.criteria))
+    broke = breaking_point(metrics, stages, list(ERRORS_ONLY.criteria))["broke_first"]
+    assert [(s["signal"], s.get("figure")) for s in broke] == [
+        ("ceiling", "sessions_active"),
+        ("errors", None),
+    ]
+    assert (broke[0]["value"], broke[0]["limit"], broke[0]["after_s"]) == (500, 500, 1.0)
+
+
+def test_a_plateau_with_no_known_limit_is_a_ceiling_too(tmp_path: Path) -> None:
+    """Connections that climb and stop at 480 as the errors begin, no limit exported."""
+    t = np.arange(0.0, 41.0)
+    metrics, judgements = capped_run(tmp_path, connections=np.minimum(480.0, 15.0 * t))
+    found = find_bottlenecks(metrics, judgements)
+    assert found[0]["text_key"] == "ceilings.connections.plateau", found
+    assert found[0]["evidence"]["limit"] is None
+    assert found[0]["evidence"]["level"] == 480
+
+
+def test_errors_that_no_figure_explains_say_so(tmp_path: Path) -> None:
+    t = np.arange(0.0, 41.0)
+    # Sessions steady, connections still climbing, CPU low: nothing at a ceiling at 32 s.
+    metrics, judgements = capped_run(
+        tmp_path,
+        sessions_active=np.full(t.size, 50.0),
+        connections=10.0 * t,
+        cpu_pct=np.full(t.size, 30.0),
+    )
+    found = find_bottlenecks(metrics, judgements)
+    assert [f["kind"] for f in found] == ["errors"], found
+    assert found[0]["advice_key"] == "findings.errors.advice_unexplained"
+    assert found[0]["evidence"]["onset_unix"] == T0 + 32
+
+
+def test_one_bad_second_is_not_an_onset(tmp_path: Path) -> None:
+    windows = Windows(0.2)
+    for k in range(600):  # 60 s at 10 requests a second, every request of second 20 failing
+        windows.record(T0 + k / 10, 5.0, 20 <= k / 10 < 21)
+    run = load_run(write_run(tmp_path / "run", make_summary(), windows))
+    assert onset(run, {"error_rate_pct": 5.0}) is None
+    windows.record(T0 + 21.5, 5.0, True)  # and the next two seconds over the limit too
+    windows.record(T0 + 22.5, 5.0, True)
+    run = load_run(write_run(tmp_path / "run2", make_summary(), windows))
+    start = onset(run, {"error_rate_pct": 5.0})
+    assert start is not None and start.at_unix == T0 + 20 and start.signal == "errors"
 
 
 def test_throttling_needs_a_fifth_of_the_sends() -> None:

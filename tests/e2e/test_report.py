@@ -80,7 +80,19 @@ def test_stress_reports_the_breaking_point_of_the_session_cap(capped_stress):
     assert bp["first_bad_stage"]["index"] == breaks_at, stage_summary(run)
     assert bp["last_good_stage"]["index"] == breaks_at - 1, stage_summary(run)
     assert bp["first_bad_stage"]["broken"] == ["error rate"]
-    assert bp["broke_first"][0]["signal"] == "errors", bp["broke_first"]
+    # What broke first: live sessions at the cap, then the errors it caused.
+    first, then = bp["broke_first"][:2]
+    assert (first["signal"], first["figure"]) == ("ceiling", "sessions_active"), bp["broke_first"]
+    assert first["value"] == first["limit"] == SESSION_CAP, first
+    assert then["signal"] == "errors", bp["broke_first"]
+    # The bottlenecks name the cap, and the errors' advice points to it, not to the logs.
+    cap = run.report["bottlenecks"][0]
+    assert cap["kind"] == "ceiling" and cap["evidence"]["figure"] == "sessions_active", cap
+    assert cap["evidence"]["limit"] == cap["evidence"]["level"] == SESSION_CAP, cap
+    errors = next(f for f in run.report["bottlenecks"] if f["kind"] == "errors")
+    assert errors["evidence"]["explained_by"] == "sessions_active", errors
+    markdown = (run.report_dir / "report.md").read_text(encoding="utf-8")
+    assert f"the gateway's session cap ({SESSION_CAP})" in markdown, markdown
     # Refused the way a client can act on: 503 with Retry-After, no timeout, no other 5xx.
     graceful = bp["graceful"]
     assert graceful["graceful"] and graceful["other_failures"] == 0, graceful
