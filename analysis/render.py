@@ -24,23 +24,23 @@ LANGUAGES = ("en", "pt-BR")
 
 def charts(run: RunData, start: float, duration_s: float) -> list[Any]:
     marks = [(s["started"] - start, s["label"]) for s in run.stages]
-    width = run.windows.width_s
-    items = sorted(run.windows.windows.items())
-    t = [i * width - start for i, _ in items]
+    width, buckets = run.windows.coarse(1.0)
+    t = [at - start for at, _ in buckets]
     built = []
-    if items:
+    if buckets:
         built.append(
             build_chart(
                 "throughput",
                 "/s",
                 [
-                    Series("requests/s", t, [w.requests / width for _, w in items], "mean"),
-                    Series("failures/s", t, [w.failures / width for _, w in items], "mean"),
+                    Series("requests/s", t, [w.requests / width for _, w in buckets], "mean"),
+                    Series("failures/s", t, [w.failures / width for _, w in buckets], "mean"),
                 ],
                 duration_s,
                 marks,
             )
         )
+        busy = [(at - start, w) for at, w in buckets if w.requests]
         built.append(
             build_chart(
                 "latency",
@@ -48,8 +48,8 @@ def charts(run: RunData, start: float, duration_s: float) -> list[Any]:
                 [
                     Series(
                         f"p{p}",
-                        t,
-                        [percentile(w.histogram, p) / 1000 for _, w in items],
+                        [at for at, _ in busy],
+                        [percentile(w.histogram, p) / 1000 for _, w in busy],
                     )
                     for p in (50, 95, 99)
                 ],

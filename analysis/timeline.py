@@ -171,6 +171,22 @@ class Windows:
         first, last = math.ceil(start / self.width_s), math.ceil(end / self.width_s)
         return [(i, w) for i, w in sorted(self.windows.items()) if first <= i < last]
 
+    def coarse(self, at_least_s: float = 1.0) -> tuple[float, list[tuple[float, Window]]]:
+        """The windows merged into wall-clock buckets of whole windows at least `at_least_s`
+        wide, every bucket from the first to the last (an empty one is a second with no
+        request, not a gap to draw across): (the bucket width, [(its start, its window)]).
+        Rates over 0.2 s windows alias with the arrival engine's dealing; over a second they
+        do not."""
+        factor = max(1, math.ceil(at_least_s / self.width_s - 1e-9))
+        width = factor * self.width_s
+        groups: dict[int, list[Window]] = {}
+        for index, window in sorted(self.windows.items()):
+            groups.setdefault(index // factor, []).append(window)
+        if not groups:
+            return width, []
+        buckets = range(min(groups), max(groups) + 1)
+        return width, [(b * width, self.total(groups.get(b, ()))) for b in buckets]
+
     @staticmethod
     def total(windows: Iterable[Window]) -> Window:
         total = Window()
