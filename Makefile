@@ -24,14 +24,15 @@ BASE ?=
 ALL_ARGS ?=
 MONITOR_ARGS ?=
 BENCH_ARGS ?=
+VERBOSE ?=
 SCENARIOS := sessions webhooks messages stress endurance
 LOCUST = $(BIN)/locust -f locustfile.py --time-scale $(TIME_SCALE) $(if $(TARGET),-H $(TARGET)) \
 	$(if $(GATEWAY_ARGS),--gateway-args "$(GATEWAY_ARGS)") --lang $(REPORT_LANG) \
-	$(if $(PROCESSES),--processes $(PROCESSES)) $(LOCUST_ARGS)
+	$(if $(PROCESSES),--processes $(PROCESSES)) $(if $(VERBOSE),--loglevel INFO) $(LOCUST_ARGS)
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint fmt gateway bench clean ui monitor profile report \
-	master worker all compare soak $(SCENARIOS)
+	master worker all plan-check compare soak $(SCENARIOS)
 
 help: ## List the targets
 	@grep -E '^[a-z -]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 40
@@ -77,6 +78,11 @@ all: $(STAMP) ## Every scenario in sequence, PAUSE=30 s apart, SCENARIO_TIMEOUT=
 	$(BIN)/python -m suite.all --time-scale $(TIME_SCALE) --pause $(PAUSE) \
 		--timeout $(SCENARIO_TIMEOUT) $(if $(TARGET),--target $(TARGET)) --lang $(REPORT_LANG) \
 		$(ALL_ARGS)
+
+# The plan's scenarios whose limits the healthy reference gateway must meet, at full length.
+plan-check: $(STAMP) ## sessions, webhooks and messages at full length: fails unless each is Approved (~10 min)
+	$(BIN)/python -m suite.all --scenarios sessions,webhooks,messages --time-scale 1 --pause 10 \
+		--timeout 600 $(if $(TARGET),--target $(TARGET)) --lang $(REPORT_LANG)
 
 compare: $(STAMP) ## A run against a baseline: BASE=reports/<a> RUN=reports/<b>
 	@test -n "$(BASE)" -a -n "$(RUN)" || \

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shapes.scenario import available_scenarios
 
 
+def quiet_headless_logs(
+    parser: Any, argv: Sequence[str] = sys.argv, environ: Mapping[str, str] = os.environ
+) -> None:
+    """A headless run logs Locust at WARNING by default: its progress is the suite's own line
+    every 2 s, and Locust's INFO lines ("Shape test updating to 401 users", "Ramping to...",
+    one a second for the length of a ramp) drown it. `--loglevel INFO` (or LOCUST_LOGLEVEL, or
+    a config file's loglevel) brings them back: a default yields to anything said."""
+    headless = "--headless" in argv or environ.get("LOCUST_HEADLESS", "").lower() in (
+        "1",
+        "true",
+    )
+    if headless:
+        parser.set_defaults(loglevel="WARNING")
+
+
 def add_options(parser: Any) -> None:
+    quiet_headless_logs(parser)
     scenarios = available_scenarios()
     parser.add_argument(
         "--scenario",

@@ -207,8 +207,29 @@ def test_webhooks_scenario(start_gateway, tmp_path):
     check = summary["checks"]["webhook status 200 and under 500 ms"]
     assert check["passed"] + check["failed"] == summary["totals"]["requests"]
     assert gateway.webhook_events.get("duplicate", 0) == 0  # every event id is unique
+    # A ramp, headless: the suite's progress lines, none of Locust's per-tick INFO lines.
+    assert "[webhooks] stage 3/3" in run.stderr, run.stderr
+    assert not locust_info_lines(run.stderr), run.stderr
     pairs = check_agreement(summary, gateway)
     report("webhooks", run, pairs, peak_users=summary["peak_users"])
+
+
+def locust_info_lines(stderr: str) -> list[str]:
+    return [
+        line for line in stderr.splitlines() if LOCUST_LOG_LINE.match(line) and "/INFO/" in line
+    ]
+
+
+@pytest.mark.slow  # ~6 s
+def test_loglevel_info_brings_locusts_own_lines_back(start_gateway, tmp_path):
+    gateway = start_gateway()
+    run = run_locust(
+        "webhooks", tmp_path / "run", "--loglevel", "INFO", time_scale=0.005, host=gateway.url
+    )
+    assert run.returncode == 0, run.explain()
+    lines = locust_info_lines(run.stderr)
+    assert any("Shape test updating to" in line for line in lines), run.stderr
+    assert any("Starting Locust" in line for line in lines), run.stderr
 
 
 @pytest.fixture(scope="module")
