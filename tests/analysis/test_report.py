@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from analysis.render import number
+from analysis.render import charts, number
 from analysis.report import main, write_report
+from analysis.run_data import load_run
 from analysis.timeline import Windows
 from tests.analysis.synthetic import T0, make_summary, stage_dicts, write_run
 
@@ -359,3 +360,24 @@ def test_a_generator_behind_its_timetable_is_named_as_the_limit(tmp_path: Path) 
     assert "500 of 3,600 arrivals dropped (480 of them because the generator was over a" in (
         markdown
     ), markdown
+
+
+def test_rate_charts_are_drawn_over_whole_seconds(tmp_path: Path) -> None:
+    """500 requests a second dealt unevenly over 0.2 s windows (150, 50, 150, 50, 100), and
+    one second with none: the requests/s line is flat at 500 but for that second, at 0."""
+    windows = Windows(0.2)
+    for second in range(20):
+        if second == 10:
+            continue
+        for fifth, count in enumerate((150, 50, 150, 50, 100)):
+            for k in range(count):
+                windows.record(T0 + second + 0.2 * fifth + 0.2 * k / count, 5.0, False)
+    folder = write_run(tmp_path / "run", make_summary(duration_s=20.0), windows)
+    throughput = charts(load_run(folder), T0, 20.0)[0]
+    assert throughput.key == "throughput"
+    requests = throughput.lines[0]
+    points = [tuple(map(float, p.split(","))) for p in requests.points.split()]
+    assert len(points) == 20  # one a second, the empty one too
+    heights = sorted({y for _, y in points})
+    assert len(heights) == 2, points  # 500/s, and 0 in second 10
+    assert points[10][1] == max(heights)  # SVG's y grows downwards: the lowest point is 0
