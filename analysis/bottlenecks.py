@@ -32,7 +32,7 @@ GENERATOR_CPU = 90.0
 def find_bottlenecks(metrics: RunMetrics, judgements: list[Judgement]) -> list[dict[str, Any]]:
     limits = trouble_limits(metrics, judgements)
     start = onset(metrics.run, limits)
-    reached = ceilings(metrics.run, start, limits) if start is not None else []
+    reached = ceilings(metrics.run, start, figure_limits(judgements)) if start else []
     at_ceiling = {c.figure for c in reached}
     found = [
         *(ceiling(metrics, start, c) for c in reached if start is not None),
@@ -63,6 +63,15 @@ def trouble_limits(metrics: RunMetrics, judgements: list[Judgement]) -> dict[str
         if wanted and j.op == "max" and j.scope in scopes:
             limits[j.metric] = min(j.limit, limits.get(j.metric, j.limit))
     return limits
+
+
+def figure_limits(judgements: list[Judgement]) -> dict[str, float]:
+    """The criteria's limits of figures that can be a ceiling (CPU, memory), over the run."""
+    return {
+        j.metric: j.limit
+        for j in judgements
+        if j.metric in ("cpu_pct", "memory_mb") and j.op == "max" and j.scope == "overall"
+    }
 
 
 def ceiling(metrics: RunMetrics, start: Onset, reached: Ceiling) -> dict[str, Any]:

@@ -132,7 +132,7 @@ def leak(run: RunData, settings: AnalysisSettings) -> dict[str, Any]:
     coefficients = {n: round(float(b), 5) for n, b in zip(used, beta[1:], strict=True)}
     explained = design[:, 1:] @ beta[1:]
     per_hour, low_h, high_h = slope * 3600, low * 3600, high * 3600
-    raw_slope, _, _ = theil_sen(thinned(list(zip(t.tolist(), y.tolist(), strict=True)), 200))
+    raw_slope, _, _ = theil_sen(thinned(list(zip(t, y, strict=True)), LEAK_GROUPS))
     threshold = settings.leak_mb_per_hour
     result: dict[str, Any] = {
         "judged": True,
@@ -187,9 +187,7 @@ def steady_seconds_needed(noise_mb: float, threshold_mb_per_hour: float) -> floa
     """Roughly how long a stretch of steady load, sampled once a second, gives a Theil-Sen
     interval narrower than the threshold at this noise: the slope's standard error over D
     seconds of one-second samples is noise * sqrt(12) / D^1.5."""
-    per_second = threshold_mb_per_hour / 3600
-    if per_second <= 0:
-        return float("inf")
+    per_second = threshold_mb_per_hour / 3600  # positive: AnalysisSettings says so
     return max(
         float(MIN_LEAK_SAMPLES), (Z95 * max(noise_mb, 1e-3) * 12**0.5 / per_second) ** (2 / 3)
     )

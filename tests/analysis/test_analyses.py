@@ -715,13 +715,15 @@ ERRORS_ONLY = CriteriaFile(
 )
 
 
-def capped_run(tmp_path: Path, **columns: np.ndarray) -> tuple[RunMetrics, list[Any]]:
+def capped_run(
+    tmp_path: Path, criteria: CriteriaFile = ERRORS_ONLY, **columns: np.ndarray
+) -> tuple[RunMetrics, list[Any]]:
     """The staged run whose 4th stage fails every other request from 32 s, with `columns`
-    as the gateway's samples; judged by the error rate alone."""
+    as the gateway's samples; judged by the error rate alone unless `criteria` say more."""
     samples = gateway_rows(np.arange(0.0, 41.0), **columns)
     run, _, _ = staged_run(tmp_path, failing_from={4: 32}, samples=samples)
-    metrics = RunMetrics(run, ERRORS_ONLY.analysis)
-    judgements, _ = judge_run(metrics, ERRORS_ONLY)
+    metrics = RunMetrics(run, criteria.analysis)
+    judgements, _ = judge_run(metrics, criteria)
     return metrics, judgements
 
 
@@ -773,6 +775,21 @@ def test_a_plateau_with_no_known_limit_is_a_ceiling_too(tmp_path: Path) -> None:
     assert found[0]["text_key"] == "ceilings.connections.plateau", found
     assert found[0]["evidence"]["limit"] is None
     assert found[0]["evidence"]["level"] == 480
+
+
+def test_cpu_at_its_criterions_limit_is_the_ceiling_and_not_said_twice(tmp_path: Path) -> None:
+    t = np.arange(0.0, 41.0)
+    cpu_too = CriteriaFile(
+        criteria=(
+            *ERRORS_ONLY.criteria,
+            Criterion(name="CPU", metric="cpu_pct", max=80, severity="degrade"),
+        )
+    )
+    metrics, judgements = capped_run(tmp_path, cpu_too, cpu_pct=np.where(t >= 31, 97.0, 30.0))
+    found = find_bottlenecks(metrics, judgements)
+    assert [f["kind"] for f in found] == ["ceiling", "errors"], found  # no cpu_saturation
+    assert found[0]["text_key"] == "ceilings.cpu_pct.at_limit"
+    assert (found[0]["evidence"]["level"], found[0]["evidence"]["limit"]) == (97, 80)
 
 
 def test_errors_that_no_figure_explains_say_so(tmp_path: Path) -> None:
