@@ -6,7 +6,9 @@
 - **Leak**: memory that grows with time while the load that holds memory does not. The load
   figures are every one the run measured that can hold memory in a gateway: live sessions,
   queued messages, WebSocket subscriptions, open connections (keep-alive ones too) and the
-  entries of the gateway's bounded caches (`cache_<name>_entries`, when its metrics name them).
+  entries of the gateway's bounded caches (`cache_<name>_entries`, when its metrics name them;
+  a cache that grew at one pace the whole run, its bound never reached, explains nothing: it
+  cannot be told from a leak, and its memory is counted in the trend).
   After the warm-up, the trend of RSS over time *holding those figures fixed* is the
   Theil-Sen slope of RSS's residual against time's residual, both taken after a least-squares
   fit on the figures (Frisch-Waugh-Lovell), with its 95 % interval (Kendall's S). Samples are
@@ -46,6 +48,9 @@ EXPLAINING = ("sessions_active", "queue_depth", "websocket_connections", "connec
 STEADY_SHARE = 0.25
 LEAST_STEADY_SHARE = 0.05
 LATE_FRACTION = 1 / 3  # growth that keeps on must still be there in the last third
+# A cache whose entries follow time this closely grew at one pace throughout, its bound never
+# seen: it cannot be told from a leak that grows per request, and explains nothing.
+CACHE_TIME_CORRELATION = 0.99
 
 
 def rss_series(run: RunData) -> tuple[str, pd.Series]:
@@ -121,7 +126,13 @@ def leak(run: RunData, settings: AnalysisSettings) -> dict[str, Any]:
         return _not_judged("too few samples after the warm-up")
     t = frame.index.to_numpy(float) - float(frame.index[0])
     y = frame["rss"].to_numpy(float)
-    used = [n for n in figures if frame[n].std() > 0]
+    varying = [n for n in figures if frame[n].std() > 0]
+    steady_caches = [
+        n
+        for n in varying
+        if CACHE_KEY.fullmatch(n) and np.corrcoef(frame[n], t)[0, 1] > CACHE_TIME_CORRELATION
+    ]
+    used = [n for n in varying if n not in steady_caches]
     design = np.column_stack([np.ones_like(y), *(frame[n].to_numpy(float) for n in used)])
     # Time and memory, each less what the load figures explain: their slope is memory's
     # trend with the load held fixed, and time's residual is what is left of steady load.
@@ -145,8 +156,13 @@ def leak(run: RunData, settings: AnalysisSettings) -> dict[str, Any]:
         "from_unix": float(frame.index[0]),
         "to_unix": float(frame.index[-1]),
         "samples": len(t),
-        "load_figures": figures,
+        "load_figures": [n for n in figures if n not in steady_caches],
         "explained_by": coefficients,
+        # Caches that grew at one pace throughout: their memory is counted in the trend.
+        "caches_counted": [
+            {"figure": n, "from": float(frame[n].iloc[0]), "to": float(frame[n].iloc[-1])}
+            for n in steady_caches
+        ],
         "steady_share": round(steady_share, 3),
         "growth_mb": round(slope * (t[-1] - t[0]), 2),
         "memory_source": source,

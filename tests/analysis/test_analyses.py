@@ -337,24 +337,43 @@ def test_growth_that_levels_off_is_not_a_leak(tmp_path: Path) -> None:
     assert found["late_high_mb_per_hour"] < SETTINGS.leak_mb_per_hour
 
 
-def test_a_cache_the_gateway_reports_explains_its_memory(tmp_path: Path) -> None:
-    """The same filling cache, reported by the gateway's metrics (`cache_<name>_entries`, in
-    the samples' `extra` column since the file's header does not name it): it explains the
-    memory, 160 bytes an entry."""
-    rng = np.random.default_rng(30)
-    entries = np.minimum(LEAK_T, 700.0) * 300.0
-    rss = 50.0 + 160e-6 * entries + rng.normal(0.0, 0.3, size=LEAK_T.size)
+def cache_run(tmp_path: Path, entries: np.ndarray, rss: np.ndarray) -> Path:
+    """A run whose gateway reports a cache, in the samples' `extra` column (as a figure the
+    file's header did not name arrives)."""
     folder = write_run(tmp_path / "run", make_summary(duration_s=1200.0))
     with (folder / "samples.csv").open("w", encoding="utf-8") as handle:
         handle.write("t,time,source,rss_mb,sessions_active,extra\n")
         for second, mb, n in zip(LEAK_T, rss, entries, strict=True):
             extra = json.dumps({"cache_webhook_ids_entries": n}).replace('"', '""')
             handle.write(f'{second},{iso(T0 + second)},gateway,{mb:.3f},50,"{extra}"\n')
-    found = leak(load_run(folder), SETTINGS)
+    return folder
+
+
+def test_a_cache_the_gateway_reports_explains_its_memory(tmp_path: Path) -> None:
+    """The same filling cache, reported by the gateway's metrics (`cache_<name>_entries`):
+    it explains the memory, 160 bytes an entry."""
+    rng = np.random.default_rng(30)
+    entries = np.minimum(LEAK_T, 700.0) * 300.0
+    rss = 50.0 + 160e-6 * entries + rng.normal(0.0, 0.3, size=LEAK_T.size)
+    found = leak(load_run(cache_run(tmp_path, entries, rss)), SETTINGS)
     assert found["judged"] and not found["detected"], found
+    assert found["caches_counted"] == []
     assert "cache_webhook_ids_entries" in found["load_figures"]
     assert found["explained_by"]["cache_webhook_ids_entries"] == pytest.approx(160e-6, rel=0.05)
     assert abs(found["mb_per_hour"]) < 10.0
+
+
+def test_a_cache_that_grows_at_one_pace_throughout_explains_nothing(tmp_path: Path) -> None:
+    """A cache filling at 300 entries a second the whole run, its bound never reached: a leak
+    of memory per request looks the same, so its memory stays in the trend."""
+    rng = np.random.default_rng(31)
+    entries = LEAK_T * 300.0 + rng.integers(0, 50, size=LEAK_T.size)
+    rss = 50.0 + 160e-6 * entries + rng.normal(0.0, 0.3, size=LEAK_T.size)  # 173 MB/h
+    found = leak(load_run(cache_run(tmp_path, entries, rss)), SETTINGS)
+    assert found["detected"], found
+    assert found["mb_per_hour"] == pytest.approx(160e-6 * 300 * 3600, rel=0.05)
+    assert [c["figure"] for c in found["caches_counted"]] == ["cache_webhook_ids_entries"]
+    assert "cache_webhook_ids_entries" not in found["explained_by"]
 
 
 # --- stages and the breaking point ---------------------------------------------------------
