@@ -92,7 +92,9 @@ def ceiling(metrics: RunMetrics, start: Onset, reached: Ceiling) -> dict[str, An
             signal_limit=start.limit,
             mb_per_session=estimate["mb"] if estimate.get("estimated") else None,
         ),
-        "text_key": f"ceilings.{reached.figure}.{'at_limit' if reached.limit else 'plateau'}",
+        "text_key": f"ceilings.{reached.figure}."
+        + ("at_limit" if reached.limit is not None else "plateau"),
+        # The session cap's advice weighs raising it against the memory each session held.
         "advice_key": f"ceilings.{reached.figure}.advice"
         + ("_memory" if reached.figure == "sessions_active" and estimate.get("estimated") else ""),
     }

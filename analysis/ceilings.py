@@ -141,7 +141,9 @@ def ceilings(run: RunData, start: Onset, criteria_limits: dict[str, float]) -> l
     return sorted(at_limit or found, key=lambda c: -c.reached_unix)
 
 
-def _limit(run: RunData, figure: Figure, at: float, criteria_limits: dict[str, float]):
+def _limit(
+    run: RunData, figure: Figure, at: float, criteria_limits: dict[str, float]
+) -> float | None:
     if figure.limit_column:
         limit = run.column(figure.limit_column)
         near = limit[limit.index <= at + 1]
