@@ -2,12 +2,14 @@
 
 The **onset** is the first second (the run's windows merged to at least one second) from which
 the error rate, or a latency percentile that a criterion limits, stays over its limit for
-`SUSTAIN_S` seconds in a row: one bad second is not the start of anything.
+`SUSTAIN_S` seconds in a row: one bad second is not the start of anything. Its moment is the
+first of the run's own windows over the limit within that second.
 
 A measured figure that can limit a gateway (live sessions, queue depth, open connections,
 WebSocket subscriptions, CPU, event-loop delay, memory) is at its **ceiling** at the onset when
 
-- a limit of it is known and it stood within `AT_LIMIT` of it: the gateway's session cap
+- a limit of it is known and it got within `AT_LIMIT` of it as the trouble began (in the
+  samples from half a second before the onset to 3 s after): the gateway's session cap
   (`sessions_limit`) or queue capacity (`queue_capacity`) from its metrics, a criterion's limit
   for CPU or memory, `EVENT_LOOP_DELAY_MS` for the event loop; or
 - it had climbed to that level (by a third at least, and past the figure's `floor`) and then
@@ -109,8 +111,20 @@ def onset(run: RunData, limits: dict[str, float]) -> Onset | None:
             continue
         first = streak[0]
         until = max(at for at, _ in over if at >= first[0]) + width
-        found.append(Onset(signal, first[0], until, round(first[1], 2), limits[metric], metric))
+        began = _first_window_over(run, metric, limits[metric], first[0], first[0] + width)
+        found.append(Onset(signal, began, until, round(first[1], 2), limits[metric], metric))
     return min(found, key=lambda o: o.at_unix) if found else None
+
+
+def _first_window_over(run: RunData, metric: str, limit: float, start: float, end: float) -> float:
+    """Within the first second over the limit, the start of its first window that was: the
+    moment to read the figures at, to the run's own resolution (0.1 s to 0.2 s in a ramp)."""
+    width = run.windows.width_s
+    windows = [(i * width, w) for i, w in run.windows.between(start, end)]
+    for at, value in _values(windows, metric):
+        if value > limit:
+            return at
+    return start
 
 
 def _values(buckets: list[tuple[float, Any]], metric: str) -> list[tuple[float, float]]:
@@ -170,7 +184,9 @@ def _ceiling(
     if level < figure.floor:
         return None
     limit = _limit(run, figure, at, criteria_limits)
-    at_limit = limit is not None and level >= limit * (1 - AT_LIMIT)
+    # At its limit if it got there as the trouble began: sampled once a second, the samples
+    # around the onset may straddle the moment it did.
+    at_limit = limit is not None and float(around.max()) >= limit * (1 - AT_LIMIT)
     if not at_limit and figure.column in LIMIT_ONLY:
         return None
     hold_end = min(start.until_unix, at + HOLD_S)
@@ -190,7 +206,8 @@ def _ceiling(
     held_s = (float(left.index[0]) if not left.empty else float(stayed.index[-1])) - at
     return Ceiling(
         figure.column,
-        round(level, 2),
+        # At a limit: the level it reached there (the median may hold a sample from before).
+        round(float(around.max()) if at_limit else level, 2),
         round(limit, 2) if at_limit and limit is not None else None,
         reached,
         round(max(0.0, held_s), 1),

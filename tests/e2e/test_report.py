@@ -83,12 +83,13 @@ def test_stress_reports_the_breaking_point_of_the_session_cap(capped_stress):
     # What broke first: live sessions at the cap, then the errors it caused.
     first, then = bp["broke_first"][:2]
     assert (first["signal"], first["figure"]) == ("ceiling", "sessions_active"), bp["broke_first"]
-    assert first["value"] == first["limit"] == SESSION_CAP, first
+    assert first["limit"] == SESSION_CAP and first["value"] >= 0.98 * SESSION_CAP, first
     assert then["signal"] == "errors", bp["broke_first"]
     # The bottlenecks name the cap, and the errors' advice points to it, not to the logs.
     cap = run.report["bottlenecks"][0]
     assert cap["kind"] == "ceiling" and cap["evidence"]["figure"] == "sessions_active", cap
-    assert cap["evidence"]["limit"] == cap["evidence"]["level"] == SESSION_CAP, cap
+    assert cap["evidence"]["limit"] == SESSION_CAP, cap
+    assert cap["evidence"]["level"] >= 0.98 * SESSION_CAP, cap
     errors = next(f for f in run.report["bottlenecks"] if f["kind"] == "errors")
     assert errors["evidence"]["explained_by"] == "sessions_active", errors
     markdown = (run.report_dir / "report.md").read_text(encoding="utf-8")
