@@ -25,10 +25,20 @@ ALL_ARGS ?=
 MONITOR_ARGS ?=
 BENCH_ARGS ?=
 VERBOSE ?=
+RECIPIENTS ?=
+SYNTHETIC_NUMBERS ?=
 SCENARIOS := sessions webhooks messages stress endurance
 LOCUST = $(BIN)/locust -f locustfile.py --time-scale $(TIME_SCALE) $(if $(TARGET),-H $(TARGET)) \
 	$(if $(GATEWAY_ARGS),--gateway-args "$(GATEWAY_ARGS)") --lang $(REPORT_LANG) \
 	$(if $(PROCESSES),--processes $(PROCESSES)) $(if $(VERBOSE),--loglevel INFO) $(LOCUST_ARGS)
+# Numbers that messages may go to, against any gateway but the embedded one (suite.recipients);
+# exported, so that `make all` hands them to each of its runs.
+ifneq ($(RECIPIENTS),)
+export SUITE_RECIPIENTS := $(RECIPIENTS)
+endif
+ifneq ($(SYNTHETIC_NUMBERS),)
+export SUITE_SYNTHETIC_NUMBERS := 1
+endif
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint fmt gateway bench clean ui monitor profile report \

@@ -335,8 +335,20 @@ def build_report(run: RunData, criteria: CriteriaFile) -> dict[str, Any]:
         "requests": summary.get("requests"),
         "arrivals": summary.get("arrivals"),
         "resource_alerts": (summary.get("resources") or {}).get("alerts", []),
-        "notes": (summary.get("resources") or {}).get("notes", []),
+        "notes": [*(summary.get("resources") or {}).get("notes", []), *numbers_notes(summary)],
     }
+
+
+def numbers_notes(summary: dict[str, Any]) -> list[str]:
+    """Said in the report when the run made phone numbers up for a target that is not the
+    embedded gateway: the user accepted that with --synthetic-numbers."""
+    numbers = summary.get("numbers") or {}
+    if numbers.get("synthetic") and not summary.get("embedded_target"):
+        return [
+            f"made-up phone numbers were sent to {summary.get('target')}: --synthetic-numbers "
+            "was given (for a gateway with no real phones behind it)"
+        ]
+    return []
 
 
 def _jsonable(value: Any) -> Any:

@@ -140,6 +140,7 @@ def build_summary(
                 "pass_rate_pct": _pct(checks_passed, checks_passed + checks_failed),
             }
         },
+        "numbers": run.get("numbers"),
         "resources": run.get("resources"),
         "generators": run.get("generators"),
         "errors": [

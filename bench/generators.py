@@ -181,9 +181,10 @@ def plain_paced(
 
 
 def suite(url: str, scenario: Path, report_dir: Path) -> list[str]:
+    # nginx answers the events: no phone behind it, so made-up numbers are allowed.
     return [sys.executable, "-m", "locust", "-f", "locustfile.py", "--headless",
             "--only-summary", "--scenario", str(scenario), "-H", url,
-            "--report-dir", str(report_dir)]  # fmt: skip
+            "--report-dir", str(report_dir), "--synthetic-numbers"]  # fmt: skip
 
 
 def closed_scenario(folder: Path, users: int, seconds: float, think_s: float = 0.0) -> Path:

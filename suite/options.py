@@ -97,6 +97,29 @@ def add_options(parser: Any) -> None:
         help="allow a target that is not on loopback (load goes only where you point it)",
     )
     parser.add_argument(
+        "--recipients",
+        default="",
+        env_var="SUITE_RECIPIENTS",
+        help="phone numbers you own that messages may go to (comma-separated, country code "
+        "first); needed against any gateway but the embedded one",
+    )
+    parser.add_argument(
+        "--recipients-file",
+        default="",
+        include_in_web_ui=False,
+        env_var="SUITE_RECIPIENTS_FILE",
+        help="a file of such numbers, one a line (# starts a comment)",
+    )
+    parser.add_argument(
+        "--synthetic-numbers",
+        action="store_true",
+        default=False,
+        include_in_web_ui=False,
+        env_var="SUITE_SYNTHETIC_NUMBERS",
+        help="make up phone numbers (the plan's random 55119...) against this target: only for "
+        "a gateway with no real phones behind it",
+    )
+    parser.add_argument(
         "--lang",
         choices=["en", "pt-BR"],
         default="en",

@@ -43,6 +43,7 @@ from shapes.arrivals import ArrivalShape
 from shapes.scenario import CONF_DIR, ScenarioError
 from shapes.scenario_shape import ScenarioPacing, ScenarioShape, scenario_from_options
 from suite.pauses import FrozenAtStart
+from suite.recipients import settle_numbers
 from suite.stats_trim import keep_trimmed
 from suite.target import (
     TargetError,
@@ -52,6 +53,7 @@ from suite.target import (
     start_embedded_gateway,
 )
 from suite.workers import WorkerWatch
+from users.numbers import NumbersError
 from users.profile import ProfileError, load_profile
 
 if TYPE_CHECKING:
@@ -104,6 +106,11 @@ class SuiteRun:
         if environment.web_ui is not None:
             self.check_web_port()  # before the embedded gateway starts
         self.prepare_target()
+        self.synthetic_asked = bool(self.options.synthetic_numbers)
+        try:
+            self.numbers = self.settle_numbers()
+        except NumbersError as exc:
+            fail(str(exc))
         self.shape = ScenarioShape(self.load_scenario, user_classes)
         self.shape.runner = self.runner
         environment.shape_class = self.shape
@@ -202,6 +209,16 @@ class SuiteRun:
         except TargetError as exc:
             fail(str(exc))
 
+    def settle_numbers(self) -> dict[str, Any]:
+        """Which numbers this run's users may send to (`suite.recipients`): made-up ones only
+        while the target is the embedded gateway (a web UI form may point elsewhere)."""
+        scenario = self.load_scenario()
+        classes = [self.classes[name] for name in scenario.users if name in self.classes]
+        embedded = self.gateway is not None and self.environment.host == self.gateway.url
+        return settle_numbers(
+            self.options, classes, embedded=embedded, explicit=self.synthetic_asked
+        )
+
     def build_monitor(self) -> ResourceMonitor:
         options = self.options
         host = self.environment.host or ""
@@ -234,6 +251,10 @@ class SuiteRun:
             self.criteria = self.load_criteria()  # the scenario may have changed (web UI)
         except CriteriaError as exc:
             print(f"error: {exc}", file=sys.stderr)
+        try:
+            self.numbers = self.settle_numbers()  # before the users start, on every worker too
+        except NumbersError as exc:
+            print(f"error: {exc}; the users that need numbers will send nothing", file=sys.stderr)
         self.judge.start(list(self.criteria.criteria))
         if self.worker_watch is not None:
             self.worker_watch.start()
@@ -307,6 +328,7 @@ class SuiteRun:
         if isinstance(shape, ArrivalShape):
             run["arrivals"] = shape.counters().as_dict()
             run["arrivals"]["lost_workers"] = shape.lost_workers
+        run["numbers"] = self.numbers
         run["resources"] = self.monitor.summary()
         run["generators"] = self.health.summary()
         return run

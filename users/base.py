@@ -9,8 +9,10 @@ from typing import Any, ClassVar
 import gevent
 from locust import constant, task
 from locust.contrib.fasthttp import FastHttpUser
+from locust.exception import StopUser
 
 from shapes.pacing import pacing_of
+from users.numbers import PhoneNumbers
 from users.profile import TargetProfile, load_profile
 
 COUNTER_EVENT = "suite_counter"
@@ -33,6 +35,9 @@ class ScenarioUser(FastHttpUser):
     abstract = True
     wait_time = constant(0)
     options: ClassVar[dict[str, Any]] = {}
+    # Whether it puts phone numbers in what it sends: the suite refuses such a scenario
+    # against a real gateway without recipients (`suite.recipients`).
+    sends_to_numbers: ClassVar[bool] = False
 
     def __init__(self, environment: Any, *args: Any, **kwargs: Any) -> None:
         # Read by FastHttpUser.__init__ for its client: a request with no answer this long
@@ -66,6 +71,15 @@ class ScenarioUser(FastHttpUser):
 
     def option(self, name: str, default: Any) -> Any:
         return self.options.get(name, default)
+
+    def phone_numbers(self) -> PhoneNumbers:
+        """The numbers this run allows (`users.numbers`); without any, the user stops here,
+        having sent nothing, and is counted as `numbers_refused`."""
+        numbers = PhoneNumbers.from_options(self.environment.parsed_options)
+        if not numbers.usable:
+            self.count("numbers_refused")
+            raise StopUser()
+        return numbers
 
     def api_key(self, template: str) -> str:
         """A key from a template such as "test-key-{random}" (never logged or reported)."""

@@ -1,4 +1,7 @@
-"""Message sender: its own session, then `{"to": "55119" + 9 digits, "body"}` per iteration.
+"""Message sender: its own session, then `{"to": <a number>, "body"}` per iteration.
+
+The number is one of `--recipients`, or the plan's random "55119" + 9 digits where the run
+allows made-up numbers (`users.numbers`).
 
 On start it creates a session and polls its status until it is ready (bounded by
 `ready_timeout_s`, not a blind sleep), then, when `track_delivery` is on (the default), opens
@@ -34,8 +37,11 @@ DELIVERED = "message delivered"
 
 class MessageSender(ScenarioUser):
     abstract = False
+    sends_to_numbers = True
 
     def on_start(self) -> None:
+        # First: without a number it may send to, it creates no session either.
+        self.numbers = self.phone_numbers()
         self.key = self.api_key(self.option("api_key", "test-key-{random}"))
         self.session_id: str | None = None
         self.pending: dict[str, float] = {}  # message id -> when its 202 came back
@@ -58,7 +64,7 @@ class MessageSender(ScenarioUser):
             gevent.sleep(1.0)
             return
         self._expire_pending()
-        recipient = f"55119{random.randrange(10**9):09d}"
+        recipient = self.numbers.pick()
         retries = int(self.option("max_retries", 20))
         for attempt in range(retries + 1):
             with self.call(

@@ -3,7 +3,8 @@
 Each event has a unique message id and varied text. The plan's k6 check (status 200 and
 response time under 500 ms) is kept as its own pass rate: counters `webhook_check_passed` and
 `webhook_check_failed`; it is not the webhook limit (p95 < 100 ms), which the criteria judge.
-Options: `api_key` (default "webhook-key"), `check_ms` (500).
+Options: `api_key` (default "webhook-key"), `check_ms` (500). Sender and recipient numbers
+come from `users.numbers`: the plan's random ones only where the run allows made-up numbers.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ _sequence = itertools.count()
 
 class WebhookSender(ScenarioUser):
     abstract = False
+    sends_to_numbers = True  # the events' sender and recipient
 
     def on_start(self) -> None:
+        self.numbers = self.phone_numbers()
         self.key = self.api_key(self.option("api_key", "webhook-key"))
         self.check_ms = float(self.option("check_ms", 500))
         self.prefix = f"msg-{os.getpid()}-{id(self):x}"
@@ -38,8 +41,8 @@ class WebhookSender(ScenarioUser):
             self.key,
             timestamp_ms=int(time.time() * 1000),
             message_id=f"{self.prefix}-{n}",
-            sender=f"55119{random.randrange(10**9):09d}",
-            recipient=f"55119{random.randrange(10**9):09d}",
+            sender=self.numbers.pick(),
+            recipient=self.numbers.pick(),
             text=random.choice(TEXTS).replace("{n}", str(n)),
         ) as response:
             elapsed_ms = (time.perf_counter() - started) * 1000

@@ -3,14 +3,18 @@
 Each scenario runs time-compressed against a gateway the test starts, so that afterwards the
 gateway's own counters (/metrics) can be held against the run's summary.json: both sides of
 the wire must agree to 1 %. Then the faults (injected errors, throttling), the embedded gateway,
-`make stress`, and bad usage (one line on stderr, exit code 2, nothing sent).
+`make stress`, bad usage (one line on stderr, exit code 2, nothing sent), and phone numbers:
+against a gateway that may reach real phones, only the recipients given.
 Every load goes to loopback and every run is bounded by a timeout.
 """
 
 from __future__ import annotations
 
+import http.server
+import json
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -411,3 +415,111 @@ def test_unreachable_loopback_target_is_a_usage_error(tmp_path):
     port = free_port()
     run = run_locust("sessions", tmp_path / "run", host=f"http://127.0.0.1:{port}")
     check_usage_error(run, f"127.0.0.1:{port}", "unreachable")
+
+
+# --- phone numbers: never made up for a gateway that may reach real phones ------------------
+
+
+class NumberRecorder:
+    """A stand-in of the plan's API on loopback that records every number it is sent: sessions
+    are ready at once, sends are accepted (202), nothing else is there (no events socket)."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the users' clients expect
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def answer(self, status: int, body: dict[str, Any] | None = None) -> None:
+                data = json.dumps(body or {}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path.startswith("/api/sessions/"):
+                    self.answer(200, {"status": "ready"})
+                else:
+                    self.answer(200 if self.path == "/health" else 404)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                recorder.posts.append((self.path, body))
+                if self.path == "/api/sessions":
+                    self.answer(201, {"sessionId": f"s{len(recorder.posts)}"})
+                else:
+                    self.answer(202, {"messageId": f"m{len(recorder.posts)}"})
+
+            def do_DELETE(self) -> None:
+                self.answer(200)
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, *_: Any) -> None:
+                pass  # a client gone at the end of the run: nothing to report
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def numbers(self) -> list[str]:
+        return [body["to"] for path, body in self.posts if path.endswith("/messages")]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def recorder() -> Iterator[NumberRecorder]:
+    server = NumberRecorder()
+    yield server
+    server.close()
+
+
+def test_messages_to_a_real_gateway_without_recipients_are_refused(recorder, tmp_path, monkeypatch):
+    monkeypatch.delenv("SUITE_SYNTHETIC_NUMBERS")  # the tests' own allowance, taken away
+    run = run_locust("messages", tmp_path / "run", host=recorder.url)
+    check_usage_error(run, "--recipients", "real phones", "--synthetic-numbers")
+    assert recorder.posts == [], recorder.posts  # no session, no message: nothing sent
+
+
+def test_messages_go_only_to_the_recipients_given(recorder, tmp_path, monkeypatch):
+    monkeypatch.delenv("SUITE_SYNTHETIC_NUMBERS")
+    mine = ("5511999990001", "5511999990002", "5511999990003")
+    run = run_locust(
+        "messages", tmp_path / "run", "--recipients", ",".join(mine), host=recorder.url
+    )
+    assert run.returncode != USAGE_ERROR and "Traceback" not in run.stderr, run.explain()
+    sent = recorder.numbers()
+    assert len(sent) >= 100, len(sent)  # of the plan's 10 sessions x 50 messages
+    assert set(sent) == set(mine)  # only those, and spread over all of them
+    numbers = run.summary["numbers"]
+    assert numbers == {
+        "needed": True,
+        "recipients": 3,
+        "synthetic": False,
+        "synthetic_asked": False,
+    }
+    for name in ("summary.json", "report.json", "report.md", "report.html"):
+        text = (run.report_dir / name).read_text(encoding="utf-8")
+        assert not any(number in text for number in mine), name  # counted, never written
+    assert not any("made-up phone numbers" in note for note in run.report["notes"])
+
+
+def test_made_up_numbers_for_a_gateway_of_ones_own_are_said_in_the_report(recorder, tmp_path):
+    # The tests' SUITE_SYNTHETIC_NUMBERS=1 stands for --synthetic-numbers here.
+    run = run_locust("messages", tmp_path / "run", host=recorder.url)
+    assert run.returncode != USAGE_ERROR, run.explain()
+    assert all(number.startswith("55119") for number in recorder.numbers())
+    assert run.summary["numbers"]["synthetic"] and run.summary["numbers"]["synthetic_asked"]
+    notes = [n for n in run.report["notes"] if "made-up phone numbers" in n]
+    assert notes and "--synthetic-numbers" in notes[0], run.report["notes"]
