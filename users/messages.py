@@ -40,8 +40,6 @@ class MessageSender(ScenarioUser):
     sends_to_numbers = True
 
     def on_start(self) -> None:
-        # First: without a number it may send to, it creates no session either.
-        self.numbers = self.phone_numbers()
         self.key = self.api_key(self.option("api_key", "test-key-{random}"))
         self.session_id: str | None = None
         self.pending: dict[str, float] = {}  # message id -> when its 202 came back
@@ -51,6 +49,9 @@ class MessageSender(ScenarioUser):
         self.socket: websocket.WebSocket | None = None
         self.reader: gevent.Greenlet | None = None
         self.delivery_timeout_s = float(self.option("delivery_timeout_s", 30))
+        # Before any request: without a number it may send to, it creates no session either
+        # (and on_stop, which Locust still calls, finds nothing to clean up).
+        self.numbers = self.phone_numbers()
         self.session_id = self._create_session()
         if self.session_id and self._wait_ready(float(self.option("ready_timeout_s", 30))):
             if self.option("track_delivery", True):

@@ -99,3 +99,30 @@ def test_an_unreadable_recipients_file_is_one_line(tmp_path: Path) -> None:
     opts = options(recipients_file=str(tmp_path / "missing.txt"))
     with pytest.raises(NumbersError, match=r"--recipients-file .*missing.txt: cannot read it"):
         settle_numbers(opts, [MessageSender], embedded=False, explicit=False)
+
+
+@pytest.mark.parametrize("user_class", [MessageSender, WebhookSender])
+def test_a_user_without_a_number_it_may_use_sends_nothing(
+    user_class: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last line, where the suite's check did not run (a web UI form pointed at another
+    gateway): the user stops in on_start, before its first request, and stops cleanly."""
+    from locust.env import Environment
+    from locust.exception import StopUser
+
+    monkeypatch.setattr(user_class, "host", "http://127.0.0.1:9")  # as a runner sets it
+    counted: list[str] = []
+    environment = Environment(
+        user_classes=[user_class], host="http://127.0.0.1:9", parsed_options=options()
+    )
+    environment.events.suite_counter = SimpleNamespace(
+        fire=lambda name, value: counted.append(name)
+    )
+    user = user_class(environment)
+    sent: list[str] = []
+    user.client.request = lambda *a, **kw: sent.append(a[0])  # type: ignore[method-assign]
+    with pytest.raises(StopUser):
+        user.on_start()
+    if hasattr(user, "on_stop"):
+        user.on_stop()  # as Locust calls it after a StopUser: nothing to clean, no error
+    assert sent == [] and counted == ["numbers_refused"]
