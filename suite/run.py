@@ -88,6 +88,7 @@ class SuiteRun:
         try:
             self.scenario = self.load_scenario()
             environment.target_profile = load_profile(self.options.target_profile)
+            self.check_profile_has_what_the_users_need()
             self.criteria = self.load_criteria()
         except (ScenarioError, ProfileError, CriteriaError) as exc:
             fail(str(exc))
@@ -208,6 +209,19 @@ class SuiteRun:
                 print(f"embedded reference gateway at {self.gateway.url}", file=sys.stderr)
         except TargetError as exc:
             fail(str(exc))
+
+    def check_profile_has_what_the_users_need(self) -> None:
+        """A scenario whose users send a request the gateway's profile lacks (the webhooks
+        scenario against WAHA) is refused before any load, naming the request."""
+        profile = self.environment.target_profile
+        for name in self.scenario.users:
+            cls = self.classes.get(name)
+            lacking = profile.lacks(getattr(cls, "needs", ()))
+            if lacking:
+                raise ProfileError(
+                    f"scenario {self.scenario.name!r}: {name} sends the {lacking[0]!r} request, "
+                    f"which the target profile {profile.name!r} does not have"
+                )
 
     def settle_numbers(self) -> dict[str, Any]:
         """Which numbers this run's users may send to (`suite.recipients`): made-up ones only

@@ -38,6 +38,9 @@ class ScenarioUser(FastHttpUser):
     # Whether it puts phone numbers in what it sends: the suite refuses such a scenario
     # against a real gateway without recipients (`suite.recipients`).
     sends_to_numbers: ClassVar[bool] = False
+    # The target profile's requests (roles) it sends: a profile without one of them cannot
+    # run it (`TargetProfile.lacks`).
+    needs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, environment: Any, *args: Any, **kwargs: Any) -> None:
         # Read by FastHttpUser.__init__ for its client: a request with no answer this long

@@ -38,6 +38,7 @@ DELIVERED = "message delivered"
 class MessageSender(ScenarioUser):
     abstract = False
     sends_to_numbers = True
+    needs = ("create_session", "session_status", "send_message", "delete_session")
 
     def on_start(self) -> None:
         self.key = self.api_key(self.option("api_key", "test-key-{random}"))

@@ -2,14 +2,16 @@
 
 Users ask for a request by its role (`create_session`, `send_message`, ...) with the values
 it needs; the profile (`conf/targets/<name>.yaml`, the plan's API by default) says what
-to send. Mapping another gateway's API is a new profile, not new user code.
+to send. Mapping another gateway's API is a new profile, not new user code. A gateway may lack
+a role (WAHA has no inbound webhook endpoint): a profile holds the roles its gateway has, and
+a scenario whose users need one it lacks is refused before any load (`TargetProfile.lacks`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import yaml
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 ROLES = ("create_session", "session_status", "delete_session", "send_message", "webhook")
+OPTIONAL_ROLES = ("health",)
 FIELDS = (
     "session_id", "session_status", "ready_status", "message_id", "event_type", "ack_event",
     "ack_message_id", "ack_code", "delivered_ack", "failed_ack",
@@ -65,6 +68,10 @@ class TargetProfile:
 
     def events(self, **values: Any) -> str:
         return fill(self.events_path, values)
+
+    def lacks(self, roles: Iterable[str]) -> list[str]:
+        """The roles of `roles` this profile has no request for."""
+        return [role for role in roles if role not in self.requests]
 
 
 def fill(template: Any, values: Mapping[str, Any]) -> Any:
@@ -120,9 +127,15 @@ def load_profile(name_or_path: str = "plan", conf_dir: Path = CONF_DIR) -> Targe
         raise ProfileError(
             f"{path}: not a valid target profile ({type(exc).__name__}: {exc})"
         ) from None
-    missing = [r for r in ROLES if r not in profile.requests] + [
-        f for f in FIELDS if f not in profile.fields
-    ]
+    unknown = [r for r in profile.requests if r not in (*ROLES, *OPTIONAL_ROLES)]
+    if unknown:
+        raise ProfileError(
+            f"{path}: requests.{unknown[0]}: unknown role (known: {', '.join(ROLES)}, "
+            f"{', '.join(OPTIONAL_ROLES)})"
+        )
+    if not profile.requests:
+        raise ProfileError(f"{path}: no requests")
+    missing = [f for f in FIELDS if f not in profile.fields]
     if missing:
         raise ProfileError(f"{path}: missing {', '.join(missing)}")
     return profile

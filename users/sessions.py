@@ -12,6 +12,7 @@ from users.base import ScenarioUser
 
 class SessionCreator(ScenarioUser):
     abstract = False
+    needs = ("create_session",)
 
     def iteration(self) -> None:
         key = self.api_key(self.option("api_key", "test-key-{random}"))

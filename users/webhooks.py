@@ -26,6 +26,7 @@ _sequence = itertools.count()
 class WebhookSender(ScenarioUser):
     abstract = False
     sends_to_numbers = True  # the events' sender and recipient
+    needs = ("webhook",)
 
     def on_start(self) -> None:
         self.numbers = self.phone_numbers()

@@ -411,6 +411,22 @@ def test_remote_target_is_refused_before_any_traffic(tmp_path):
         assert "10.1.2.3" not in trace.read_text(), "the remote address was contacted"
 
 
+def test_a_scenario_needing_a_request_the_profile_lacks_is_refused(tmp_path):
+    """As the webhooks scenario against WAHA, which has no inbound webhook endpoint: refused
+    before anything is sent (the target here is not even there)."""
+    from tests.users.test_profile import without
+
+    profile = without("webhook", tmp_path)
+    run = run_locust(
+        "webhooks", tmp_path / "run", "--target-profile", str(profile), host="http://127.0.0.1:9"
+    )
+    check_usage_error(run, "WebhookSender sends the 'webhook' request", "plan-without-webhook")
+    run = run_locust(
+        "sessions", tmp_path / "run", "--target-profile", str(profile), host="http://127.0.0.1:9"
+    )
+    check_usage_error(run, "unreachable")  # the sessions scenario needs no webhook: on it goes
+
+
 def test_unreachable_loopback_target_is_a_usage_error(tmp_path):
     port = free_port()
     run = run_locust("sessions", tmp_path / "run", host=f"http://127.0.0.1:{port}")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
-from users.profile import compile_json, fill, load_profile
+from users.messages import MessageSender
+from users.profile import CONF_DIR, ProfileError, compile_json, fill, load_profile
+from users.sessions import SessionCreator
+from users.webhooks import WebhookSender
 
 VALUES = {
     "timestamp_ms": 1_700_000_000_000, "message_id": "m-1", "sender": "5511900000000",
@@ -47,3 +52,28 @@ def test_compiled_templates_equal_fill(template: object) -> None:
 def test_a_missing_value_is_a_key_error() -> None:
     with pytest.raises(KeyError):
         compile_json({"a": "{missing}"})({})
+
+
+def without(role: str, folder: Path) -> Path:
+    """The plan's profile less one request, as a gateway that lacks it would be mapped."""
+    data = yaml.safe_load((CONF_DIR / "targets" / "plan.yaml").read_text(encoding="utf-8"))
+    del data["requests"][role]
+    data["name"] = f"plan-without-{role}"
+    path = folder / f"without-{role}.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_a_profile_holds_the_roles_its_gateway_has(tmp_path: Path) -> None:
+    profile = load_profile(str(without("webhook", tmp_path)))
+    assert profile.lacks(WebhookSender.needs) == ["webhook"]
+    assert profile.lacks(MessageSender.needs) == [] and profile.lacks(SessionCreator.needs) == []
+
+
+def test_an_unknown_role_is_named(tmp_path: Path) -> None:
+    data = yaml.safe_load((CONF_DIR / "targets" / "plan.yaml").read_text(encoding="utf-8"))
+    data["requests"]["send_mesage"] = data["requests"]["send_message"]
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(ProfileError, match=r"requests\.send_mesage: unknown role"):
+        load_profile(str(path))
