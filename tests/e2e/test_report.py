@@ -93,7 +93,7 @@ def test_stress_reports_the_breaking_point_of_the_session_cap(capped_stress):
     errors = next(f for f in run.report["bottlenecks"] if f["kind"] == "errors")
     assert errors["evidence"]["explained_by"] == "sessions_active", errors
     markdown = (run.report_dir / "report.md").read_text(encoding="utf-8")
-    assert f"the gateway's session cap ({SESSION_CAP})" in markdown, markdown
+    assert f"the gateway's session cap of {SESSION_CAP}" in markdown, markdown
     # Refused the way a client can act on: 503 with Retry-After, no timeout, no other 5xx.
     graceful = bp["graceful"]
     assert graceful["graceful"] and graceful["other_failures"] == 0, graceful
