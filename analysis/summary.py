@@ -115,6 +115,7 @@ def build_summary(
             "created": sessions_created,
             "success_rate_pct": _pct(sessions_created, sessions_attempted),
             "never_ready": counters.get("sessions_never_ready"),
+            "deleted": counters.get("sessions_deleted"),
         },
         "messages": {
             "accepted": accepted,

@@ -97,6 +97,14 @@ def add_options(parser: Any) -> None:
         help="allow a target that is not on loopback (load goes only where you point it)",
     )
     parser.add_argument(
+        "--keep-sessions",
+        action="store_true",
+        default=False,
+        include_in_web_ui=False,
+        help="leave the sessions the message senders created on the gateway (default: each "
+        "deletes its own at the end)",
+    )
+    parser.add_argument(
         "--recipients",
         default="",
         env_var="SUITE_RECIPIENTS",

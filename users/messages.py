@@ -11,7 +11,8 @@ messages not delivered within `delivery_timeout_s` are failures of that type, wh
 delivery rate. A 429 honours `Retry-After` (then backs off with jitter, up to `max_retries`
 times) and is recorded under its own name, `... (throttled)`, as a success: throttling is
 visible on its own, not hidden among the failures; a send still throttled after the last retry
-is a failure. On stop it waits (bounded) for the acks still due, then deletes its session.
+is a failure. On stop it waits (bounded) for the acks still due, then deletes its session
+(counted as `sessions_deleted`), unless the run was told `--keep-sessions`.
 
 Counters: sessions_attempted/created, messages_accepted/throttled/refused/delivered/failed/
 undelivered,
@@ -111,10 +112,12 @@ class MessageSender(ScenarioUser):
                 self.socket.close()
             self.socket = None
             self.count("websocket_open", -1)
-        if self.session_id is not None:
+        keep = getattr(self.environment.parsed_options, "keep_sessions", False)
+        if self.session_id is not None and not keep:
             with self.call("delete_session", self.key, session_id=self.session_id) as response:
                 if response.status_code in (200, 204, 404):
                     response.success()
+                    self.count("sessions_deleted")
 
     # --- session -------------------------------------------------------------------------------
 

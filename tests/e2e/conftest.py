@@ -135,6 +135,7 @@ class GatewayCounts:
 
     http: list[tuple[str, str, str, float]]  # (method, route, status, count)
     sessions_created: float
+    sessions_deleted: float
     messages: dict[str, float]
     webhook_events: dict[str, float]
     faults: dict[str, float]
@@ -148,6 +149,9 @@ class GatewayCounts:
                 for labels, value in samples.get("gateway_http_requests_total", [])
             ],
             sessions_created=sum(v for _, v in samples.get("gateway_sessions_created_total", [])),
+            sessions_deleted=_by_label(samples, "gateway_sessions_closed_total", "reason").get(
+                "deleted", 0.0
+            ),
             messages=_by_label(samples, "gateway_messages_total", "status"),
             webhook_events=_by_label(samples, "gateway_webhook_events_total", "result"),
             faults=_by_label(samples, "gateway_faults_injected_total", "kind"),

@@ -256,10 +256,24 @@ def test_messages_scenario(messages_run):
     assert summary["sessions"]["created"] == 10
     assert summary["peak_users"] == 10
     assert summary["websocket"]["connected"] == 10
-    # Every user stopped cleanly before the run ended: its session deleted (on_stop).
+    # Every user stopped cleanly before the run ended: its session deleted (on_stop), as the
+    # gateway counted it too.
     assert summary["requests"]["DELETE /api/sessions/{session_id}"]["requests"] == 10
+    assert summary["sessions"]["deleted"] == gateway.sessions_deleted == 10
     pairs = check_agreement(summary, gateway)
     report("messages", run, pairs, throttled=messages["throttled"])
+
+
+@pytest.mark.slow  # ~10 s
+def test_keep_sessions_leaves_the_senders_sessions_on_the_gateway(start_gateway, tmp_path):
+    gateway = start_gateway()
+    run = run_locust("messages", tmp_path / "run", "--keep-sessions", host=gateway.url)
+    assert run.returncode == 0, run.explain()
+    assert run.summary["sessions"]["created"] == 10
+    assert not run.summary["sessions"]["deleted"]
+    assert "DELETE /api/sessions/{session_id}" not in run.summary["requests"]
+    counts = GatewayCounts.of(gateway.url)
+    assert counts.sessions_deleted == 0 and counts.sessions_created == 10
 
 
 def test_messages_throttling_is_visible_and_not_a_failure(messages_run):
