@@ -18,14 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.ceilings import Ceiling, Onset, ceilings, onset
+from analysis.ceilings import EVENT_LOOP_DELAY_MS, Ceiling, Onset, ceilings, onset
 from analysis.criteria import LATENCY_METRICS, Judgement
 from analysis.latency import percentile
 from analysis.metrics import RunMetrics
 
 CORRELATION = 0.7  # rank correlation of windowed p95 with queue depth
 THROTTLED_SHARE = 0.2
-EVENT_LOOP_LAG_MS = 100.0
 GENERATOR_CPU = 90.0
 
 
@@ -272,7 +271,7 @@ def unexplained_latency(start: Onset | None, reached: list[Ceiling]) -> dict[str
 def event_loop_lag(metrics: RunMetrics) -> dict[str, Any] | None:
     for name in ("eventloop_lag_p99_ms", "eventloop_lag_ms"):
         lag = metrics.run.column(name)
-        if not lag.empty and lag.max() > EVENT_LOOP_LAG_MS:
+        if not lag.empty and lag.max() > EVENT_LOOP_DELAY_MS:
             return _finding("event_loop_lag", peak_ms=round(float(lag.max()), 1), metric=name)
     return None
 

@@ -23,12 +23,13 @@ and how long it held; the bottlenecks and the breaking point build their finding
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from analysis.latency import percentile
+from analysis.metrics import LATENCY
 from analysis.run_data import RunData
 
 SUSTAIN_S = 3
@@ -73,9 +74,6 @@ class Onset:
     limit: float
     metric: str  # error_rate_pct, p95_ms, ...
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class Ceiling:
@@ -85,16 +83,11 @@ class Ceiling:
     reached_unix: float  # when it reached the level it then held
     held_s: float  # how long it stayed there after the onset
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def onset(run: RunData, limits: dict[str, float]) -> Onset | None:
     """The first sustained crossing of `limits` (`error_rate_pct`, `p50_ms` ... `p99_ms`)."""
     width, buckets = run.windows.coarse(1.0)
-    signals = [("errors", "error_rate_pct")] + [
-        ("latency", m) for m in ("p50_ms", "p90_ms", "p95_ms", "p99_ms") if m in limits
-    ]
+    signals = [("errors", "error_rate_pct"), *(("latency", m) for m in LATENCY)]
     found: list[Onset] = []
     for signal, metric in signals:
         if metric not in limits:
@@ -135,7 +128,7 @@ def _values(buckets: list[tuple[float, Any]], metric: str) -> list[tuple[float, 
         if metric == "error_rate_pct":
             values.append((at, 100.0 * window.failures / window.requests))
         else:
-            values.append((at, percentile(window.histogram, float(metric[1:3])) / 1000))
+            values.append((at, percentile(window.histogram, LATENCY[metric]) / 1000))
     return values
 
 

@@ -102,8 +102,8 @@ def load_figures(run: RunData) -> list[str]:
     return [name for name in (*EXPLAINING, *caches) if not run.column(name).empty]
 
 
-def _not_judged(note: str, **more: Any) -> dict[str, Any]:
-    return {"judged": False, "detected": False, "note": note, **more}
+def _not_judged(note: str) -> dict[str, Any]:
+    return {"judged": False, "detected": False, "note": note}
 
 
 def _residual(design: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -171,8 +171,9 @@ def leak(run: RunData, settings: AnalysisSettings) -> dict[str, Any]:
     uncertain = not significant and high_h > threshold and steady_share < STEADY_SHARE
     if uncertain or steady_share < LEAST_STEADY_SHARE:
         noise = float(np.std(y_left - slope * t_left))
-        ramped = max(used, key=lambda n: abs(np.corrcoef(frame[n], t)[0, 1]), default="")
-        ramp = frame[ramped] if ramped else pd.Series([0.0])
+        # Some figure varied (with none, time's residual is all of time): the one most like it.
+        ramped = max(used, key=lambda n: abs(np.corrcoef(frame[n], t)[0, 1]))
+        ramp = frame[ramped]
         needed = round(steady_seconds_needed(noise, threshold))
         return {
             **result,

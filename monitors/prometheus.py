@@ -48,6 +48,7 @@ SELECTED: tuple[tuple[str, dict[str, str], str, float], ...] = (
 LABELLED: tuple[tuple[str, str, str], ...] = (
     ("gateway_cache_entries", "cache", "cache_{}_entries"),
 )
+LABELLED_BY_NAME = {name: (label, key) for name, label, key in LABELLED}
 LABEL_VALUE = re.compile(r"[a-zA-Z0-9_]+")
 CACHE_KEY = re.compile(r"cache_[a-zA-Z0-9_]+_entries")
 
@@ -77,14 +78,13 @@ def parse_metrics(text: str) -> dict[str, float]:
     for sample_name, labels, key, scale in SELECTED:
         wanted.setdefault(sample_name, []).append((labels, key, scale))
     values: dict[str, float] = {}
-    labelled = {name: (label, key) for name, label, key in LABELLED}
     for family in text_string_to_metric_families(selected_lines(text)):
         for sample in family.samples:
             for labels, key, scale in wanted.get(sample.name, ()):
                 if all(sample.labels.get(k) == v for k, v in labels.items()):
                     values[key] = round(sample.value * scale, 3)
-            if sample.name in labelled:
-                label, template = labelled[sample.name]
+            if sample.name in LABELLED_BY_NAME:
+                label, template = LABELLED_BY_NAME[sample.name]
                 name = LABEL_VALUE.fullmatch(sample.labels.get(label, ""))
                 if name is not None:
                     values[template.format(name.group())] = round(sample.value, 3)
