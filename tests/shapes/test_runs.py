@@ -146,23 +146,38 @@ def test_exhausted_pool_counts_dropped_arrivals(start_gateway, locust_runner):
 def _percentile_misses(run, truth: list[float]) -> list[str]:
     measured = run.histogram("GET /probe", "latency")
     assert measured["count"] == len(truth) == 600
-    misses = []
+    offsets = {}
     for p in (50, 95, 99):
         expected = truth[min(len(truth) - 1, round(p / 100 * len(truth)) - 1)]
         got = measured[f"p{p}_ms"]
+        offsets[p] = got - expected
         print(f"p{p}: measured {got:.3f} ms, server {expected:.3f} ms, {got - expected:+.3f}")
-        if abs(got - expected) > max(1.0, 0.01 * expected):
-            misses.append(f"p{p}: {got:.3f} vs {expected:.3f} ms")
+    misses = [f"p{p}: {offset:+.3f} ms" for p, offset in offsets.items()
+              if not -HISTOGRAM_PRECISION_MS <= offset <= CLIENT_OVERHEAD_MAX_MS]  # fmt: skip
+    spread = max(offsets.values()) - min(offsets.values())
+    if spread > OFFSET_SPREAD_MAX_MS:
+        misses.append(f"offsets differ by {spread:.3f} ms across percentiles")
     return misses
+
+
+# The client's time of a request is the server's plus the client's own overhead (waking up on
+# the answer, parsing it): 0.7 to 1.5 ms on these shared VMs, never below the server's.
+CLIENT_OVERHEAD_MAX_MS = 3.0
+# The histogram keeps 3 significant digits: 0.4 ms at the 99th percentile's 375 ms.
+HISTOGRAM_PRECISION_MS = 0.5
+# The overhead is one figure at every percentile. Percentiles rounded the way Locust's own
+# table rounds them (101.5 -> 100, 262 -> 260, 375 -> 380 ms) or taken from a sample of the
+# requests would move them apart by 2 to 5 ms.
+OFFSET_SPREAD_MAX_MS = 1.0
 
 
 @pytest.mark.slow
 def test_percentiles_match_the_servers_own_record(latency_server, locust_runner):
-    """Within 1 ms or 1 %, whichever is larger, of the server's own record of each request.
+    """The 50th, 95th and 99th percentiles are the server's own record of each request plus
+    one constant, the client's overhead.
 
-    The client's own overhead (waking up on the response, parsing it) is 0.7 to 0.9 ms on these
-    shared VMs, close to the bound, and now and then a run reads 1.1 ms above: a second run
-    is allowed before the test fails (both runs' figures are printed).
+    A second run is allowed before the test fails (both runs' figures are printed): the
+    overhead of one request now and then stretches on a shared VM.
     """
     scenario = arrivals("    - {duration: 12s, arrival_rate: 50}", user="Prober")
     misses = []
@@ -174,7 +189,7 @@ def test_percentiles_match_the_servers_own_record(latency_server, locust_runner)
         misses = _percentile_misses(run, server.record())
         if not misses:
             return
-    raise AssertionError(f"twice outside 1 ms or 1 %: {misses}")
+    raise AssertionError(f"twice off the server's record: {misses}")
 
 
 def test_vu_stages_follow_the_linear_ramp(start_gateway, locust_runner):
