@@ -1,9 +1,11 @@
 """Ack channels: how a gateway's delivery acks reach a sender's `DeliveryTracker`.
 
-Gateways tell of acks by webhook or over a socket (`../shared/gateways.md`); the sockets:
+Gateways tell of acks in one of three ways (`../shared/gateways.md`):
 
 - `WebSocketChannel`: a plain WebSocket of JSON frames (WAHA, the plan's gateway);
-- `SocketIOChannel`: socket.io events on a namespace (Evolution API, wppconnect-server).
+- `SocketIOChannel`: socket.io events on a namespace (Evolution API, wppconnect-server);
+- `WebhookChannel`: POSTs to a URL the gateway is given (all three), received by one
+  `WebhookReceiver` in the Locust process for all of its senders.
 
 Each channel hands every decoded JSON object it gets to `read`, the target profile's reader:
 `read(payload)` returns `(message_id, outcome)` for an ack, with an outcome of
@@ -13,15 +15,17 @@ on which the reader raises is not an ack either: the channel goes on reading.
 The socket channels report their connect as a request ("WS connect", "socket.io connect"),
 timed, with its error when it fails, and count `websocket_connected` or `websocket_failed`; the
 gauge `websocket_open` goes up by one on connect and down by one when the connection ends,
-closed by the sender or by the gateway.
+closed by the sender or by the gateway. A webhook channel has no connection: it reports nothing.
 Each channel is opened once and closed once (`close()` may be called again, and before `open()`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
+import secrets
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -30,6 +34,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import gevent
 import socketio
 import websocket
+from gevent.pywsgi import WSGIServer
 
 from users.delivery import OUTCOMES, DeliveryTracker, Report
 
@@ -271,3 +276,151 @@ def _with_query(url: str, query: dict[str, str]) -> str:
     parts = urllib.parse.urlsplit(url)
     pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True) + list(query.items())
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(pairs)))
+
+
+class WebhookReceiver:
+    """An HTTP server in the Locust process that takes the gateway's webhook POSTs for every
+    sender of that process (one receiver per Locust environment).
+
+    - `listen`: "HOST:PORT" ("[::1]:PORT" for IPv6); port 0, the default, takes a free one.
+      Loopback only, unless `allow_non_loopback` (the suite's rule: it is set only when the user
+      gave `--webhook-listen` an address outside loopback).
+    - `public_url`: the base URL the gateway must call, when it is not the listen address (a
+      gateway in a container, a proxy); else the listen address, once started.
+    - `count(name)`: counts `webhook_acks_unmatched`, POSTs that matched no subscriber or
+      carried no ack.
+
+    Each sender subscribes with its reader and tracker and gets a URL of its own,
+    `<base>/acks/<token>`, with a random token that no other sender (or anyone else) can guess.
+    Requests are routed by that token, wherever it stands in the path, so that what a gateway
+    adds to the URL does not matter (Evolution with `byEvents` appends "/messages-update").
+    Every request to a live token is answered 200, at once (gateways retry what fails, which
+    would only repeat the acks); anything else 404.
+    """
+
+    def __init__(
+        self,
+        listen: str = "127.0.0.1:0",
+        public_url: str | None = None,
+        count: Callable[[str], None] | None = None,
+        *,
+        allow_non_loopback: bool = False,
+    ) -> None:
+        self.host, self.port = _listen_address(listen)
+        if not allow_non_loopback and not _is_loopback(self.host):
+            raise ValueError(
+                f"webhook receiver: {listen!r} is not a loopback address (127.0.0.1, ::1, "
+                "localhost); it listens outside loopback only when told so explicitly"
+            )
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self._count = count or (lambda name: None)
+        self._subscribers: dict[str, tuple[Read, DeliveryTracker]] = {}
+        self._server: WSGIServer | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL the gateway calls: `public_url`, or the address listened on."""
+        if self.public_url:
+            return self.public_url
+        if self._server is None:
+            raise RuntimeError("webhook receiver: not started, and no public_url")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> WebhookReceiver:
+        """Listen (without blocking: the server is a greenlet of this process)."""
+        if self._server is None:
+            # log=None: no access log line for each of thousands of acks a second.
+            server = WSGIServer((self.host, self.port), self._app, log=None, error_log=logger)
+            server.start()
+            self._server = server
+            self.port = server.server_port
+        return self
+
+    def stop(self) -> None:
+        """Stop listening; idempotent."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop(timeout=1)
+
+    def __enter__(self) -> WebhookReceiver:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def subscribe(self, read: Read, tracker: DeliveryTracker) -> str:
+        """A new URL whose POSTs go to `read` and `tracker`."""
+        token = secrets.token_urlsafe(16)
+        self._subscribers[token] = (read, tracker)
+        return f"{self.url}/acks/{token}"
+
+    def unsubscribe(self, url: str) -> None:
+        """Requests to `url` are answered 404 from now on; an unknown URL is ignored."""
+        token = urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+        self._subscribers.pop(token, None)
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        subscriber = self._route(environ.get("PATH_INFO", ""))
+        post = environ.get("REQUEST_METHOD") == "POST"
+        if subscriber is None:
+            if post:
+                self._count("webhook_acks_unmatched")
+            start_response("404 Not Found", [("Content-Length", "0")])
+            return []
+        if post:
+            try:
+                payload = json.loads(environ["wsgi.input"].read())
+            except ValueError:
+                payload = None
+            if not _deliver(*subscriber, payload):
+                self._count("webhook_acks_unmatched")
+        start_response("200 OK", [("Content-Length", "0")])
+        return []
+
+    def _route(self, path: str) -> tuple[Read, DeliveryTracker] | None:
+        for segment in path.split("/"):
+            subscriber = self._subscribers.get(segment)
+            if subscriber is not None:
+                return subscriber
+        return None
+
+
+def _listen_address(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"webhook receiver: listen on {listen!r}? HOST:PORT, such as 127.0.0.1:0")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name, or "" (every address)
+        return False
+
+
+class WebhookChannel:
+    """A sender's subscription to the process's `WebhookReceiver`.
+
+    After `open()`, `url` is the URL to give the gateway (the profile's `{webhook_url}` in the
+    create-session or set-webhook request); `close()` drops the subscription.
+    """
+
+    def __init__(self, receiver: WebhookReceiver, read: Read, tracker: DeliveryTracker) -> None:
+        self.receiver = receiver
+        self._read = read
+        self._tracker = tracker
+        self.url: str | None = None
+
+    def open(self) -> bool:
+        if self.url is None:
+            self.url = self.receiver.subscribe(self._read, self._tracker)
+        return True
+
+    def close(self) -> None:
+        url, self.url = self.url, None
+        if url is not None:
+            self.receiver.unsubscribe(url)

@@ -3,7 +3,7 @@
 All the tests here run in one process that Locust's import patched (the `gevent` marker,
 tests/users/conftest.py). The plain WebSocket server is the `websockets` package's, in that
 process; the socket.io server is python-socketio's on uvicorn, in a process of its own
-(tests/users/socketio_gateway.py), as a gateway is.
+(tests/users/socketio_gateway.py), as a gateway is; the webhook POSTs come from httpx.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from websockets.sync.server import ServerConnection, serve
 from users.ack_channels import (
     AckChannel,
     SocketIOChannel,
+    WebhookChannel,
+    WebhookReceiver,
     WebSocketChannel,
 )
 from users.delivery import DeliveryTracker
@@ -267,3 +269,95 @@ def test_a_socketio_server_that_goes_away_leaves_the_gauge() -> None:
         assert until(lambda: events.counts["websocket_open"] == 0)
         channel.close()
     assert events.counts == {"websocket_connected": 1, "websocket_open": 0}
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+
+
+def test_webhook_posts_reach_their_own_subscriber_only() -> None:
+    events, first, second = Events(), Events(), Events()
+    with WebhookReceiver(count=events.count) as receiver, httpx.Client(timeout=WAIT_S) as http:
+        trackers = [first.tracker(), second.tracker()]
+        urls = [receiver.subscribe(read_ack, tracker) for tracker in trackers]
+        assert urls[0] != urls[1] and all(url.startswith(receiver.url + "/acks/") for url in urls)
+        for tracker in trackers:
+            tracker.sent("m1")
+        # Evolution with byEvents appends the event's name to the URL.
+        answer = http.post(urls[1] + "/messages-update", json=ack("m1", "failed"))
+        assert answer.status_code == 200
+        assert first.counts == {} and second.counts == {"messages_failed": 1}
+        assert http.post(urls[0], json=ack("m1", "read")).status_code == 200
+        assert first.counts == {"messages_delivered": 1}
+    assert events.counts == {}
+
+
+def test_webhook_posts_that_are_no_ack_are_answered_and_counted() -> None:
+    events = Events()
+    with WebhookReceiver(count=events.count) as receiver, httpx.Client(timeout=WAIT_S) as http:
+        url = receiver.subscribe(read_ack, events.tracker())
+        assert http.post(url, json={"event": "session.status"}).status_code == 200
+        assert http.post(url, content=b"not json").status_code == 200
+        assert http.post(url, json=[ack("m1", "device")]).status_code == 200  # not an object
+        assert http.get(url).status_code == 200  # a gateway checking the URL
+    assert events.counts == {"webhook_acks_unmatched": 3}
+
+
+def test_webhook_requests_to_no_subscriber_are_404() -> None:
+    events = Events()
+    with WebhookReceiver(count=events.count) as receiver, httpx.Client(timeout=WAIT_S) as http:
+        url = receiver.subscribe(read_ack, events.tracker())
+        assert (
+            http.post(receiver.url + "/acks/guessed", json=ack("m1", "device")).status_code == 404
+        )
+        assert http.get(receiver.url + "/").status_code == 404
+        receiver.unsubscribe(url)
+        assert http.post(url, json=ack("m1", "device")).status_code == 404
+    assert events.counts == {"webhook_acks_unmatched": 2}  # the two POSTs
+
+
+def test_a_webhook_channel_subscribes_while_open() -> None:
+    events = Events()
+    tracker = events.tracker()
+    with WebhookReceiver() as receiver, httpx.Client(timeout=WAIT_S) as http:
+        channel = WebhookChannel(receiver, read_ack, tracker)
+        assert isinstance(channel, AckChannel) and channel.url is None
+        assert channel.open() is True and channel.url is not None
+        url = channel.url
+        tracker.sent("m1")
+        assert http.post(url, json=ack("m1", "device")).status_code == 200
+        channel.close()
+        channel.close()
+        assert channel.url is None
+        assert http.post(url, json=ack("m2", "device")).status_code == 404
+    assert events.counts == {"messages_delivered": 1} and events.reports == [
+        ("message delivered", None)
+    ]
+
+
+def test_a_webhook_receiver_behind_a_public_url() -> None:
+    """The gateway calls `public_url` (a proxy that keeps the path forwards it here)."""
+    events = Events()
+    tracker = events.tracker()
+    tracker.sent("m1")
+    gateway_side = "http://gateway-side.example:9000"
+    public = gateway_side + "/hooks"
+    with WebhookReceiver(public_url=public + "/") as receiver, httpx.Client(timeout=WAIT_S) as http:
+        assert receiver.url == public
+        url = receiver.subscribe(read_ack, tracker)
+        assert url.startswith(public + "/acks/")
+        forwarded = f"http://127.0.0.1:{receiver.port}" + url.removeprefix(gateway_side)
+        assert http.post(forwarded, json=ack("m1", "device")).status_code == 200
+    assert events.counts == {"messages_delivered": 1}
+
+
+def test_a_webhook_receiver_stays_on_loopback_unless_told() -> None:
+    for listen in ("0.0.0.0:0", ":8090", "192.0.2.1:8090", "gateway.example:8090"):
+        with pytest.raises(ValueError, match="not a loopback address"):
+            WebhookReceiver(listen)
+    for listen in ("127.0.0.1", "127.0.0.1:port", "127.0.0.1:70000"):
+        with pytest.raises(ValueError, match="HOST:PORT"):
+            WebhookReceiver(listen)
+    assert WebhookReceiver("0.0.0.0:8090", allow_non_loopback=True).port == 8090  # not started
+    assert WebhookReceiver("[::1]:0").host == "::1"
+    with WebhookReceiver("localhost:0") as receiver:
+        assert receiver.port > 0 and receiver.url == f"http://localhost:{receiver.port}"
