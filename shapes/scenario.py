@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shapes.endurance import endurance_phases, endurance_stages
 from shapes.stages import VUStage, VUStages
 from shapes.timetable import ArrivalPhase, Timetable
+from suite.validation import first_problem
 
 if TYPE_CHECKING:
     from locust import LoadTestShape
@@ -323,22 +324,4 @@ _MODELS = {"arrivals", "stages", "burst", "endurance"}
 
 
 def _first_problem(exc: ValidationError) -> str:
-    errors = exc.errors(include_url=False, include_input=False)
-    # A typo is both an unknown field and a missing one: name the typo.
-    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    parts: list[str] = []
-    loc = list(error["loc"])
-    for i, part in enumerate(loc):
-        if i > 0 and loc[i - 1] == "load" and part in _MODELS:
-            continue  # the discriminator's tag, not a field
-        if isinstance(part, int):
-            parts.append(f"[{part}]")
-        else:
-            parts.append(("." if parts else "") + str(part))
-    field = "".join(parts) or "scenario"
-    message = error["msg"]
-    if error["type"] == "extra_forbidden":
-        message = "unknown field (a typo?)"
-    elif error["type"] == "missing":
-        message = "required field is missing"
-    return f"{field}: {message}"
+    return first_problem(exc, lambda previous, part: previous == "load" and part in _MODELS)
