@@ -62,9 +62,19 @@ def rss_series(run: RunData) -> tuple[str, pd.Series]:
     return "", pd.Series(dtype=float)
 
 
+def sessions_series(run: RunData) -> tuple[str, pd.Series]:
+    """Live sessions: the gateway's own count where it exports one, else the suite's count of
+    the sessions it holds (created and not deleted, and the ones the user named)."""
+    for name in ("sessions_active", "suite_sessions_open"):
+        series = run.column(name)
+        if not series.empty:
+            return name, series
+    return "", pd.Series(dtype=float)
+
+
 def memory_per_session(run: RunData, settings: AnalysisSettings) -> dict[str, Any]:
     source, rss = rss_series(run)
-    sessions = run.column("sessions_active")
+    sessions_source, sessions = sessions_series(run)
     frame = pd.concat({"rss": rss, "sessions": sessions}, axis=1).dropna()
     if frame.empty:
         return {"estimated": False, "note": "no samples of memory and live sessions"}
@@ -93,13 +103,16 @@ def memory_per_session(run: RunData, settings: AnalysisSettings) -> dict[str, An
         "samples": n,
         "sessions_range": [float(frame["sessions"].min()), float(frame["sessions"].max())],
         "memory_source": source,
+        "sessions_source": sessions_source,
     }
 
 
 def load_figures(run: RunData) -> list[str]:
     """The load figures a run measured that can hold memory: `EXPLAINING`, and caches."""
     caches = sorted(str(c) for c in run.gateway.columns if CACHE_KEY.fullmatch(str(c)))
-    return [name for name in (*EXPLAINING, *caches) if not run.column(name).empty]
+    sessions, _ = sessions_series(run)
+    named = [sessions or EXPLAINING[0], *EXPLAINING[1:], *caches]
+    return [name for name in named if not run.column(name).empty]
 
 
 def _not_judged(note: str) -> dict[str, Any]:

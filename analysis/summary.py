@@ -116,6 +116,7 @@ def build_summary(
             "success_rate_pct": _pct(sessions_created, sessions_attempted),
             "never_ready": counters.get("sessions_never_ready"),
             "deleted": counters.get("sessions_deleted"),
+            "delete_failed": counters.get("sessions_delete_failed"),
         },
         "messages": {
             "accepted": accepted,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -56,30 +57,40 @@ WANTED_NAMES = frozenset([*(name for name, *_ in SELECTED), *(name for name, *_ 
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
-def selected_lines(text: str) -> str:
+def selected_lines(text: str, also: frozenset[str] = frozenset()) -> str:
     """Only the lines of the metrics we read (samples, HELP, TYPE): the parser is slow, about
     0.2 ms per kB, and a Node.js app's exposition, histograms per route, runs to 100 kB."""
+    wanted = WANTED_NAMES | also if also else WANTED_NAMES
     kept = []
     for line in text.splitlines():
         if line.startswith("#"):
             parts = line.split(None, 3)
-            if len(parts) >= 3 and parts[1] in ("HELP", "TYPE") and parts[2] in WANTED_NAMES:
+            if len(parts) >= 3 and parts[1] in ("HELP", "TYPE") and parts[2] in wanted:
                 kept.append(line)
         else:
             name = METRIC_NAME.match(line)
-            if name is not None and name.group() in WANTED_NAMES:
+            if name is not None and name.group() in wanted:
                 kept.append(line)
     return "\n".join(kept) + "\n"
 
 
-def parse_metrics(text: str) -> dict[str, float]:
-    """Our keys from a Prometheus text exposition (metrics absent from it are left out)."""
+def parse_metrics(text: str, named: Mapping[str, str] | None = None) -> dict[str, float]:
+    """Our keys from a Prometheus text exposition (metrics absent from it are left out).
+
+    `named`: our key -> a gateway's own metric name (its target profile's `metrics:`, such as
+    sessions_active -> evolution_instances_total), summed over its label sets."""
     wanted: dict[str, list[tuple[dict[str, str], str, float]]] = {}
     for sample_name, labels, key, scale in SELECTED:
         wanted.setdefault(sample_name, []).append((labels, key, scale))
+    own = {name: key for key, name in (named or {}).items()}
     values: dict[str, float] = {}
-    for family in text_string_to_metric_families(selected_lines(text)):
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(selected_lines(text, frozenset(own))):
         for sample in family.samples:
+            if sample.name in own:
+                key = own[sample.name]
+                totals[key] = totals.get(key, 0.0) + sample.value
+                continue
             for labels, key, scale in wanted.get(sample.name, ()):
                 if all(sample.labels.get(k) == v for k, v in labels.items()):
                     values[key] = round(sample.value * scale, 3)
@@ -88,14 +99,18 @@ def parse_metrics(text: str) -> dict[str, float]:
                 name = LABEL_VALUE.fullmatch(sample.labels.get(label, ""))
                 if name is not None:
                     values[template.format(name.group())] = round(sample.value, 3)
+    values.update({key: round(total, 3) for key, total in totals.items()})
     return values
 
 
 class MetricsScraper:
     """Polls `<target>/metrics` (or another URL); `available` turns False on a 404."""
 
-    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, url: str, timeout_s: float = 2.0, named: Mapping[str, str] | None = None
+    ) -> None:
         self.url = url
+        self.named = dict(named or {})
         self.client = httpx.Client(timeout=timeout_s)
         self.available = True
         self.note = ""
@@ -116,7 +131,7 @@ class MetricsScraper:
             self.note = f"metrics endpoint answered {response.status_code}"
             return {}
         try:
-            return parse_metrics(response.text)
+            return parse_metrics(response.text, self.named)
         except ValueError as exc:
             self.note = f"metrics endpoint sent unparseable text: {exc}"
             return {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,8 @@ class ResourceMonitor:
         include_children: bool = False,
         rules: AlertRules | None = None,
         users: Callable[[], int] | None = None,
+        sessions: Callable[[], float] | None = None,
+        metric_names: Mapping[str, str] | None = None,
         on_alert: Callable[[Alert], None] | None = None,
         on_sample: Callable[[dict[str, Any]], None] | None = None,
         interval_s: float = INTERVAL_S,
@@ -75,10 +77,13 @@ class ResourceMonitor:
                 self.process = ProcessSampler(pid, include_children, pause=gevent.sleep)
             except psutil.Error as exc:
                 self.notes.append(f"cannot sample process {pid}: {type(exc).__name__}")
-        self.scraper = MetricsScraper(metrics_url) if metrics_url else None
+        self.scraper = MetricsScraper(metrics_url, named=metric_names) if metrics_url else None
         self.agent = RemoteAgent(agent_url) if agent_url else None
         self.rules = rules or AlertRules()
         self.users = users
+        # The sessions the suite created and has not deleted: memory per session falls back
+        # on it where the gateway exports no count of its own.
+        self.sessions = sessions
         self.on_alert = on_alert
         self.on_sample = on_sample
         self.interval_s = interval_s
@@ -129,6 +134,8 @@ class ResourceMonitor:
                 self.notes.append(self.scraper.note)
         if self.users is not None:
             sample["users"] = self.users()
+        if self.sessions is not None:
+            sample["suite_sessions_open"] = self.sessions()
         return sample
 
     def _run(self) -> None:

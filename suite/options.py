@@ -50,6 +50,47 @@ def add_options(parser: Any) -> None:
         help="the gateway's API mapping in conf/targets/ (default: plan)",
     )
     parser.add_argument(
+        "--api-key",
+        default="",
+        include_in_web_ui=False,
+        env_var="GATEWAY_API_KEY",
+        help="the gateway's global key, for a profile that needs one (waha, evolution); never "
+        "logged or reported",
+    )
+    parser.add_argument(
+        "--profile-var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        include_in_web_ui=False,
+        help="a value the target profile needs (wppconnect: secret_key=...); also SUITE_<NAME>",
+    )
+    parser.add_argument(
+        "--sessions",
+        default="",
+        include_in_web_ui=False,
+        help="sessions you paired on the gateway, for the message scenarios (comma-separated); "
+        "the suite neither creates nor deletes them",
+    )
+    parser.add_argument(
+        "--sessions-file",
+        default="",
+        include_in_web_ui=False,
+        help="a file of such session names, one a line",
+    )
+    parser.add_argument(
+        "--webhook-listen",
+        default="127.0.0.1:0",
+        include_in_web_ui=False,
+        help="HOST:PORT of the suite's receiver of ack webhooks (default: a free loopback port)",
+    )
+    parser.add_argument(
+        "--webhook-public-url",
+        default="",
+        include_in_web_ui=False,
+        help="the receiver's URL as the gateway must call it, when not the listen address",
+    )
+    parser.add_argument(
         "--target-pid",
         type=int,
         default=0,
@@ -101,8 +142,8 @@ def add_options(parser: Any) -> None:
         action="store_true",
         default=False,
         include_in_web_ui=False,
-        help="leave the sessions the message senders created on the gateway (default: each "
-        "deletes its own at the end)",
+        help="leave the sessions the suite created on the gateway (default: deleted at the end, "
+        "the count in summary.json)",
     )
     parser.add_argument(
         "--recipients",

@@ -23,6 +23,7 @@ import gevent
 import greenlet
 import locust.runners
 from flask import Response
+from locust.event import EventHook
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from analysis.counters import RunCounters
@@ -52,7 +53,11 @@ from suite.target import (
     is_loopback_url,
     start_embedded_gateway,
 )
+from suite.target_values import TargetValuesError, named_sessions, profile_values, session_cycle
 from suite.workers import WorkerWatch
+from users.ack_channels import WebhookReceiver
+from users.auth import auth_of
+from users.messages import UNREADY_EVENT
 from users.numbers import NumbersError
 from users.profile import ProfileError, load_profile
 
@@ -87,11 +92,15 @@ class SuiteRun:
         self.recovery: gevent.Greenlet | None = None
         try:
             self.scenario = self.load_scenario()
-            environment.target_profile = load_profile(self.options.target_profile)
+            self.prepare_profile()
             self.check_profile_has_what_the_users_need()
             self.criteria = self.load_criteria()
-        except (ScenarioError, ProfileError, CriteriaError) as exc:
+        except (ScenarioError, ProfileError, CriteriaError, TargetValuesError) as exc:
             fail(str(exc))
+        self.receiver = self.start_webhook_receiver()
+        self.unready: dict[str, Any] | None = None
+        setattr(environment.events, UNREADY_EVENT, EventHook())
+        getattr(environment.events, UNREADY_EVENT).add_listener(self.on_session_unready)
         self.recorder = RequestRecorder(environment, self.window_width)
         self.counters = RunCounters(environment)
         if not isinstance(self.runner, MasterRunner):
@@ -210,13 +219,66 @@ class SuiteRun:
         except TargetError as exc:
             fail(str(exc))
 
+    def prepare_profile(self) -> None:
+        """The target profile, its auth, the values the user gives it and the sessions the
+        user named, on the environment for the users (`suite.target_values`)."""
+        environment = self.environment
+        profile = environment.target_profile = load_profile(self.options.target_profile)
+        environment.target_auth = auth_of(profile)
+        environment.target_values = profile_values(profile, self.options)
+        self.named_sessions = named_sessions(self.options)
+        environment.named_sessions = session_cycle(self.named_sessions)
+
+    def start_webhook_receiver(self) -> WebhookReceiver | None:
+        """The receiver of ack webhooks, on the processes that run users, when the profile
+        has a webhook channel."""
+        profile = self.environment.target_profile
+        if profile.webhook_channel() is None or isinstance(self.runner, MasterRunner):
+            return None
+        listen = self.options.webhook_listen
+        try:
+            receiver = WebhookReceiver(
+                listen,
+                public_url=self.options.webhook_public_url or None,
+                count=lambda name, value=1: self.environment.events.suite_counter.fire(
+                    name=name, value=value
+                ),
+                # Only an address the user gave: the default is a free loopback port.
+                allow_non_loopback=listen != "127.0.0.1:0",
+            )
+            receiver.start()
+        except (OSError, ValueError) as exc:
+            fail(f"--webhook-listen {listen}: {exc}")
+        self.environment.webhook_receiver = receiver
+        return receiver
+
+    def on_session_unready(self, session: str, state: Any, ready: list[Any], **_: Any) -> None:
+        """A session the user named is not ready: nothing can be sent, the run stops now with
+        that reason (once, for the first such session)."""
+        if self.unready is not None:
+            return
+        self.unready = {"session": session, "state": state, "ready": ready}
+        print(
+            f"error: session {session!r} is {state}, not {', '.join(map(str, ready))}: pair it "
+            "on the gateway first; the run stops, nothing was sent",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.environment.process_exit_code = USAGE_ERROR
+        if self.shape is not None:
+            self.shape.stop_now()
+
     def check_profile_has_what_the_users_need(self) -> None:
         """A scenario whose users send a request the gateway's profile lacks (the webhooks
-        scenario against WAHA) is refused before any load, naming the request."""
+        scenario against WAHA) is refused before any load, naming the request. Message senders
+        create their sessions unless the user named some (`--sessions`)."""
         profile = self.environment.target_profile
         for name in self.scenario.users:
             cls = self.classes.get(name)
-            lacking = profile.lacks(getattr(cls, "needs", ()))
+            needs = list(getattr(cls, "needs", ()))
+            if getattr(cls, "creates_sessions", False) and not self.named_sessions:
+                needs.insert(0, "create_session")
+            lacking = profile.lacks(needs)
             if lacking:
                 raise ProfileError(
                     f"scenario {self.scenario.name!r}: {name} sends the {lacking[0]!r} request, "
@@ -247,7 +309,15 @@ class SuiteRun:
             include_children=options.monitor_children,
             rules=self.alert_rules(),
             users=lambda: self.runner.user_count,
+            sessions=self.sessions_held,
+            metric_names=self.environment.target_profile.metrics.model_dump(exclude_none=True),
         )
+
+    def sessions_held(self) -> float:
+        """The sessions the suite created and has not deleted, and the ones it was given."""
+        counters = self.counters
+        created = counters.get("sessions_created") - counters.get("sessions_deleted")
+        return max(0.0, created) + len(self.named_sessions)
 
     def alert_rules(self) -> AlertRules:
         """The criteria file's `alerts:`; the leak window follows the scenario's planned length."""
@@ -343,6 +413,10 @@ class SuiteRun:
             run["arrivals"] = shape.counters().as_dict()
             run["arrivals"]["lost_workers"] = shape.lost_workers
         run["numbers"] = self.numbers
+        run["profile"] = self.environment.target_profile.name
+        run["named_sessions"] = len(self.named_sessions)
+        if self.unready is not None:
+            run["stopped_because"] = {"reason": "session_not_ready", **self.unready}
         run["resources"] = self.monitor.summary()
         run["generators"] = self.health.summary()
         return run
@@ -361,5 +435,7 @@ class SuiteRun:
         if self.profiler is not None:
             self.profiler.stop()  # before the gateway: py-spy writes the graph on SIGINT
         self.monitor.stop()
+        if self.receiver is not None:
+            self.receiver.stop()
         if self.gateway is not None:
             self.gateway.stop()

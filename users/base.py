@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import gevent
@@ -12,8 +13,9 @@ from locust.contrib.fasthttp import FastHttpUser
 from locust.exception import StopUser
 
 from shapes.pacing import pacing_of
+from users.auth import Auth, AuthError, Headers, auth_of
 from users.numbers import PhoneNumbers
-from users.profile import TargetProfile, load_profile
+from users.profile import Request, TargetProfile, load_profile
 
 COUNTER_EVENT = "suite_counter"
 JSON = "application/json"
@@ -23,7 +25,11 @@ class ScenarioUser(FastHttpUser):
     """A FastHttpUser whose single task is one paced iteration of `iteration()`.
 
     - `options`: the scenario's options for this class (`users: {Class: {options: ...}}`).
-    - `profile`: the target profile (paths, payloads), from the environment.
+    - `profile`: the target profile (paths, payloads), from the environment; `call(role,
+      values, headers)` sends one of its requests, `answer(response)` decodes what came back.
+    - `session_values()`: the values a new session's requests are filled with (its name, the
+      key, the user's profile variables); `authenticate(values)` runs the profile's auth flow
+      and returns the headers of that session's requests.
     - `count(name)`: a business counter (sessions created, messages throttled, ...), fired on
       the environment's `suite_counter` event for whoever collects them.
 
@@ -53,6 +59,9 @@ class ScenarioUser(FastHttpUser):
         self.profile: TargetProfile = getattr(self.environment, "target_profile", None) or (
             load_profile()
         )
+        self.auth: Auth = getattr(self.environment, "target_auth", None) or auth_of(self.profile)
+        # The user's --api-key and --profile-var values (suite.target_values): never logged.
+        self.given: Mapping[str, str] = getattr(self.environment, "target_values", None) or {}
 
     def iteration(self) -> None:
         raise NotImplementedError
@@ -88,6 +97,64 @@ class ScenarioUser(FastHttpUser):
         """A key from a template such as "test-key-{random}" (never logged or reported)."""
         return template.replace("{random}", secrets.token_hex(8))
 
+    def session_values(self, default_key: str = "test-key-{random}") -> dict[str, Any]:
+        """A new session's template values: a name the suite makes (the profile's prefix and a
+        random part), the key (the user's global one, or one made per session from the
+        scenario's `api_key` option), and the user's profile variables."""
+        naming = self.profile.model.session_name
+        name = naming.prefix + secrets.token_hex(16)[: naming.random_chars]
+        values: dict[str, Any] = {**self.given, "session_name": name, "session_id": name}
+        if self.profile.auth.key == "per_session":
+            values["api_key"] = self.api_key(self.option("api_key", default_key))
+        return values
+
+    def authenticate(self, values: Mapping[str, Any]) -> Headers | None:
+        """The headers of one session's requests, from the profile's auth flow; None (the
+        failure recorded) when the gateway would not authenticate it."""
+        flow = self.auth.flow(values)
+        try:
+            request = next(flow)
+            while True:
+                with self.send(request, {}) as response:
+                    answer = (response.status_code or 0, self.answer(response))
+                    if answer[0] in request.success:
+                        response.success()
+                    else:
+                        response.failure(self.failure_reason(response))
+                request = flow.send(answer)
+        except StopIteration as done:
+            return done.value
+        except AuthError as exc:
+            self.count("auth_failed")
+            self.record_failure("auth", exc)
+            return None
+
+    def unrouted_webhook_url(self) -> str:
+        """A webhook URL for a session whose acks are not tracked: the receiver answers 404
+        there (the profile's create request still needs one)."""
+        receiver = getattr(self.environment, "webhook_receiver", None)
+        return receiver.url.rstrip("/") + "/acks/untracked" if receiver is not None else ""
+
+    def record_failure(self, name: str, exception: Exception) -> None:
+        """A failure that is not one request's answer (a token missing from it, a session
+        that never became ready), under request type "WS" with the suite's other measures."""
+        self.environment.events.request.fire(
+            request_type="WS",
+            name=name,
+            response_time=0,
+            response_length=0,
+            exception=exception,
+            context={},
+        )
+
+    @staticmethod
+    def answer(response: Any) -> Any:
+        """The decoded JSON of an answer, or None when it has none."""
+        try:
+            return response.json()
+        except Exception:
+            return None
+
     def failure_reason(self, response: Any) -> str:
         """ "HTTP 503", "HTTP 503 with Retry-After" (a refusal that says when to come back), or
         the connection error when there was no HTTP answer at all."""
@@ -103,12 +170,19 @@ class ScenarioUser(FastHttpUser):
             return f"HTTP {response.status_code} with Retry-After"
         return f"HTTP {response.status_code}"
 
-    def call(self, role: str, auth_key: str | None, **values: Any) -> Any:
-        """Send the profile's request for `role`; returns Locust's response context manager."""
-        method, path, body, name = self.profile.request(role, **values)
-        headers = {"Content-Type": JSON} if body is not None else {}
-        if auth_key:
-            headers[self.profile.api_key_header] = auth_key
+    def call(self, role: str, values: Mapping[str, Any], headers: Headers | None = None) -> Any:
+        """Send the profile's request for `role` filled with `values`; returns Locust's
+        response context manager (catch_response: the caller says success or failure)."""
+        return self.send(self.profile.request(role, values), headers or {})
+
+    def send(self, request: Request, headers: Headers) -> Any:
+        if request.body is not None:
+            headers = {**headers, "Content-Type": JSON}
         return self.client.request(
-            method, path, data=body, headers=headers, name=name, catch_response=True
+            request.method,
+            request.path,
+            data=request.body,
+            headers=headers,
+            name=request.name,
+            catch_response=True,
         )

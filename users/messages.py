@@ -1,92 +1,112 @@
-"""Message sender: its own session, then `{"to": <a number>, "body"}` per iteration.
+"""Message sender: one session, then one text message per iteration to a number it may use.
 
 The number is one of `--recipients`, or the plan's random "55119" + 9 digits where the run
 allows made-up numbers (`users.numbers`).
 
-On start it creates a session and polls its status until it is ready (bounded by
-`ready_timeout_s`, not a blind sleep), then, when `track_delivery` is on (the default), opens
-the session's WebSocket event stream and matches acks to message ids: the time from the send's
-202 to ack 2 ("device") is recorded as its own request type, `WS message delivered`; ack -1 and
-messages not delivered within `delivery_timeout_s` are failures of that type, which is the
-delivery rate. A 429 honours `Retry-After` (then backs off with jitter, up to `max_retries`
-times) and is recorded under its own name, `... (throttled)`, as a success: throttling is
-visible on its own, not hidden among the failures; a send still throttled after the last retry
-is a failure. On stop it waits (bounded) for the acks still due, then deletes its session
-(counted as `sessions_deleted`), unless the run was told `--keep-sessions`.
+On start it takes a session: one the user named (`--sessions`, never created nor deleted by
+the suite), or a new one it creates. It polls the session's state until the profile says it
+is ready (bounded by `ready_timeout_s`, not a blind sleep); a state the profile calls failed
+ends the wait at once. A session that never gets ready is named with its last state; when it
+was one the user named, the run stops there, having sent nothing (`suite_session_unready`).
 
-Counters: sessions_attempted/created, messages_accepted/throttled/refused/delivered/failed/
-undelivered,
-websocket_connected/failed, and the gauge websocket_open.
+With `track_delivery` on (the default) it opens the profile's ack channels (`users.acks`):
+the time from the send's answer to the ack that the message reached the device is recorded as
+its own request type, `WS message delivered`; a failed ack and messages not delivered within
+`delivery_timeout_s` are failures of that type, which is the delivery rate. A throttled answer
+(429 by default) honours the profile's retry-after field or `Retry-After` (then backs off with
+jitter, up to `max_retries` times) and is recorded under its own name, `... (throttled)`, as a
+success: throttling is visible on its own, not hidden among the failures; a send still
+throttled after the last retry is a failure. On stop it waits (bounded) for the acks still
+due, then deletes the session it created (`users.cleanup`), unless `--keep-sessions`.
+
+Counters: sessions_attempted/created/never_ready/failed, messages_accepted/throttled/refused/
+delivered/failed/undelivered, websocket_connected/failed, and the gauge websocket_open.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import random
 import time
 from typing import Any
 
 import gevent
-import websocket
 
+from users.acks import AckChannels
 from users.base import ScenarioUser
+from users.cleanup import SessionCleanup
 
-MAX_EARLY_ACKS = 10_000
-DELIVERED = "message delivered"
+UNREADY_EVENT = "suite_session_unready"
 
 
 class MessageSender(ScenarioUser):
     abstract = False
     sends_to_numbers = True
-    needs = ("create_session", "session_status", "send_message", "delete_session")
+    needs = ("session_status", "send_message")
+    creates_sessions = True  # unless the user named sessions (--sessions)
 
     def on_start(self) -> None:
-        self.key = self.api_key(self.option("api_key", "test-key-{random}"))
         self.session_id: str | None = None
-        self.pending: dict[str, float] = {}  # message id -> when its 202 came back
-        # Acks that came before their send's 202 was read (a busy generator reads the socket
-        # late): message id -> ack code, matched when the 202 is read.
-        self.early: dict[str, object] = {}
-        self.socket: websocket.WebSocket | None = None
-        self.reader: gevent.Greenlet | None = None
+        self.channels: AckChannels | None = None
+        self.cleanup = SessionCleanup(self.profile, self.host, self.count)
         self.delivery_timeout_s = float(self.option("delivery_timeout_s", 30))
         # Before any request: without a number it may send to, it creates no session either
         # (and on_stop, which Locust still calls, finds nothing to clean up).
         self.numbers = self.phone_numbers()
-        self.session_id = self._create_session()
-        if self.session_id and self._wait_ready(float(self.option("ready_timeout_s", 30))):
-            if self.option("track_delivery", True):
-                self._subscribe()
+        self.send_spec = self.profile.requests["send_message"]
+        values = self.session_values()
+        named = self.named_session()
+        if named is not None:
+            values["session_name"] = values["session_id"] = named
+        headers = self.authenticate(values)
+        if headers is None:
+            return
+        self.values, self.headers = values, headers
+        track = bool(self.option("track_delivery", True)) and bool(self.profile.ack_channels)
+        if track:
+            self.channels = AckChannels(self, self.delivery_timeout_s)
+            values["webhook_url"] = self.channels.webhook_url()
         else:
-            self.session_id = None
+            values["webhook_url"] = self.unrouted_webhook_url()
+        if named is None and not self._create_session(values, headers):
+            return
+        ready, state = self._wait_ready(float(self.option("ready_timeout_s", 30)))
+        if not ready:
+            self._not_ready(values["session_id"], state, named is not None)
+            return
+        self.session_id = values["session_id"]
+        if self.channels is not None:
+            self.channels.open(values, headers, registered=named is None)
+
+    def named_session(self) -> str | None:
+        """The next of the sessions the user named (`--sessions`), if any."""
+        names = getattr(self.environment, "named_sessions", None)
+        return next(names) if names is not None else None
 
     def iteration(self) -> None:
         if self.session_id is None:
             # No session: nothing to send with. Do not spin: wait as a failed user would.
             gevent.sleep(1.0)
             return
-        self._expire_pending()
-        recipient = self.numbers.pick()
+        if self.channels is not None:
+            self.channels.expire()
+        spec = self.send_spec
+        values = {
+            **self.values,
+            "recipient": self.numbers.pick(),
+            "text": f"Test message {random.randrange(10**6)}",
+        }
         retries = int(self.option("max_retries", 20))
         for attempt in range(retries + 1):
-            with self.call(
-                "send_message",
-                self.key,
-                session_id=self.session_id,
-                recipient=recipient,
-                text=f"Test message {random.randrange(10**6)}",
-            ) as response:
-                if response.status_code == 202:
-                    message_id = _json(response).get(self.profile.fields["message_id"])
+            with self.call("send_message", values, self.headers) as response:
+                status = response.status_code
+                if status in spec.success:
                     response.success()
                     self.count("messages_accepted")
-                    if message_id and self.socket is not None:
-                        self.pending[str(message_id)] = time.perf_counter()
-                        if str(message_id) in self.early:
-                            self._acked(str(message_id), self.early.pop(str(message_id)))
+                    message_id = spec.read("message_id", self.answer(response))
+                    if message_id and self.channels is not None:
+                        self.channels.sent(str(message_id))
                     return
-                if response.status_code != 429:
+                if status not in spec.model.throttled:
                     response.failure(self.failure_reason(response))
                     self.count("messages_refused")
                     return
@@ -97,158 +117,85 @@ class MessageSender(ScenarioUser):
                     return
                 response.request_meta["name"] += " (throttled)"
                 response.success()
-                wait_s = _backoff(_retry_after(response), attempt)
+                wait_s = _backoff(self._retry_after(response), attempt)
             gevent.sleep(wait_s)
 
     def on_stop(self) -> None:
-        deadline = time.monotonic() + min(self.delivery_timeout_s, 10.0)
-        while self.pending and self.socket is not None and time.monotonic() < deadline:
-            gevent.sleep(0.05)
-        self._expire_pending(force=True)
-        if self.reader is not None:
-            self.reader.kill(block=False)
-        if self.socket is not None:
-            with contextlib.suppress(Exception):
-                self.socket.close()
-            self.socket = None
-            self.count("websocket_open", -1)
-        keep = getattr(self.environment.parsed_options, "keep_sessions", False)
-        if self.session_id is not None and not keep:
-            with self.call("delete_session", self.key, session_id=self.session_id) as response:
-                if response.status_code in (200, 204, 404):
-                    response.success()
-                    self.count("sessions_deleted")
+        if self.channels is not None:
+            self.channels.close(min(self.delivery_timeout_s, 10.0))
+            self.channels = None
+        if not getattr(self.environment.parsed_options, "keep_sessions", False):
+            self.cleanup.delete_all()
 
     # --- session -------------------------------------------------------------------------------
 
-    def _create_session(self) -> str | None:
+    def _create_session(self, values: dict[str, Any], headers: dict[str, str]) -> bool:
         self.count("sessions_attempted")
-        with self.call("create_session", self.key, api_key=self.key) as response:
-            session_id = _json(response).get(self.profile.fields["session_id"])
-            if response.status_code in (200, 201) and session_id:
-                response.success()
-                self.count("sessions_created")
-                return str(session_id)
-            response.failure(self.failure_reason(response))
-            return None
+        spec = self.profile.requests["create_session"]
+        with self.call("create_session", values, headers) as response:
+            if response.status_code not in spec.success:
+                response.failure(self.failure_reason(response))
+                return False
+            session_id = values["session_name"]
+            if "session_id" in spec.readers:
+                session_id = spec.read("session_id", self.answer(response))
+            if not session_id:
+                response.failure(f"no session id at {spec.model.session_id} in the answer")
+                return False
+            response.success()
+        self.count("sessions_created")
+        values["session_id"] = str(session_id)
+        self.cleanup.add(values, headers)
+        return True
 
-    def _wait_ready(self, timeout_s: float) -> bool:
-        fields = self.profile.fields
+    def _wait_ready(self, timeout_s: float) -> tuple[bool, Any]:
+        """(ready, last state seen): polls until ready, a failed state, or the timeout."""
+        spec = self.profile.requests["session_status"]
+        ready, failed = spec.model.ready, spec.model.failed
         deadline = time.monotonic() + timeout_s
-        delay = 0.05
+        delay, state = 0.05, None
         while time.monotonic() < deadline:
-            with self.call("session_status", self.key, session_id=self.session_id) as response:
-                if response.status_code != 200:
+            with self.call("session_status", self.values, self.headers) as response:
+                if response.status_code not in spec.success:
                     response.failure(self.failure_reason(response))
-                    return False
+                    return False, f"HTTP {response.status_code}"
                 response.success()
-                if _json(response).get(fields["session_status"]) == fields["ready_status"]:
-                    return True
+                state = spec.read("state", self.answer(response))
+            if state in ready:
+                return True, state
+            if state in failed:
+                return False, state
             gevent.sleep(delay)
             delay = min(1.0, delay * 2)
-        self.count("sessions_never_ready")
-        return False
+        return False, state
 
-    # --- delivery tracking ---------------------------------------------------------------------
-
-    def _subscribe(self) -> None:
-        url = self.host.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-        url = url.rstrip("/") + self.profile.events(session_id=self.session_id)
-        started = time.perf_counter()
-        try:
-            self.socket = websocket.create_connection(
-                url, header=[f"{self.profile.api_key_header}: {self.key}"], timeout=10
-            )
-        except Exception as exc:
-            self._report("WS connect", started, exc)
-            self.count("websocket_failed")
-            return
-        self._report("WS connect", started, None)
-        self.count("websocket_connected")
-        self.count("websocket_open", 1)
-        self.socket.settimeout(None)
-        self.reader = gevent.spawn(self._read_events)
-
-    def _read_events(self) -> None:
-        fields = self.profile.fields
-        socket = self.socket
-        assert socket is not None
-        while True:
-            try:
-                frame = socket.recv()
-            except Exception:
-                return
-            if not frame:
-                return
-            try:
-                event = json.loads(frame)
-            except ValueError:
-                continue
-            if (
-                not isinstance(event, dict)
-                or event.get(fields["event_type"]) != fields["ack_event"]
-            ):
-                continue
-            message_id = str(event.get(fields["ack_message_id"]))
-            ack = event.get(fields["ack_code"])
-            if ack not in (fields["delivered_ack"], fields["failed_ack"]):
-                continue
-            if message_id in self.pending:
-                self._acked(message_id, ack)
-            elif len(self.early) < MAX_EARLY_ACKS:
-                self.early[message_id] = ack
-
-    def _acked(self, message_id: str, ack: object) -> None:
-        """A final ack: delivered (2) or failed (-1); the time from the 202 to it, or 0 when
-        the ack was read first."""
-        accepted = self.pending.pop(message_id)
-        if ack == self.profile.fields["delivered_ack"]:
-            self._report(DELIVERED, accepted, None)
-            self.count("messages_delivered")
+    def _not_ready(self, session: str, state: Any, named: bool) -> None:
+        spec = self.profile.requests["session_status"]
+        ready = ", ".join(str(v) for v in spec.model.ready)
+        if state in spec.model.failed:
+            self.count("sessions_failed")
+            reason = f"session {session!r} failed: {state}"
         else:
-            self._report(DELIVERED, accepted, RuntimeError("ack -1"))
-            self.count("messages_failed")
+            self.count("sessions_never_ready")
+            reason = f"session {session!r} not ready: {state} (ready is {ready})"
+        self.record_failure("session ready", RuntimeError(reason))
+        if named:
+            hook = getattr(self.environment.events, UNREADY_EVENT, None)
+            if hook is not None:
+                hook.fire(session=session, state=state, ready=list(spec.model.ready))
 
-    def _expire_pending(self, force: bool = False) -> None:
-        now = time.perf_counter()
-        for message_id, accepted in list(self.pending.items()):
-            if force or now - accepted > self.delivery_timeout_s:
-                del self.pending[message_id]
-                error = TimeoutError(f"not delivered within {self.delivery_timeout_s:g} s")
-                self._report(DELIVERED, accepted, error)
-                self.count("messages_undelivered")
-
-    def _report(self, name: str, started: float, exception: Exception | None) -> None:
-        self.environment.events.request.fire(
-            request_type="WS",
-            name=name,
-            response_time=(time.perf_counter() - started) * 1000,
-            response_length=0,
-            exception=exception,
-            context={},
-        )
-
-
-def _json(response: Any) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except Exception:
-        return {}
-    return body if isinstance(body, dict) else {}
+    def _retry_after(self, response: Any) -> float:
+        wait_ms = self.send_spec.read("retry_after_ms", self.answer(response))
+        if isinstance(wait_ms, int | float) and not isinstance(wait_ms, bool):
+            return max(0.0, wait_ms / 1000)
+        try:
+            return max(0.0, float(response.headers.get("Retry-After", 1)))
+        except (TypeError, ValueError):
+            return 1.0
 
 
 def _backoff(retry_after_s: float, attempt: int) -> float:
-    """At least what Retry-After asks; then jittered, so that throttled senders of one
+    """At least what the gateway asks; then jittered, so that throttled senders of one
     session do not all come back in the same instant and collide again."""
     spread = min(5.0, retry_after_s * 2**attempt)
     return retry_after_s + random.uniform(0, spread)
-
-
-def _retry_after(response: Any) -> float:
-    body = _json(response)
-    if isinstance(body.get("retryAfterMs"), int | float):
-        return max(0.0, body["retryAfterMs"] / 1000)
-    try:
-        return max(0.0, float(response.headers.get("Retry-After", 1)))
-    except (TypeError, ValueError):
-        return 1.0

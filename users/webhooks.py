@@ -30,24 +30,26 @@ class WebhookSender(ScenarioUser):
 
     def on_start(self) -> None:
         self.numbers = self.phone_numbers()
-        self.key = self.api_key(self.option("api_key", "webhook-key"))
+        self.values = self.session_values("webhook-key")
+        self.headers = self.authenticate(self.values) or {}
+        self.success = self.profile.requests["webhook"].success
         self.check_ms = float(self.option("check_ms", 500))
         self.prefix = f"msg-{os.getpid()}-{id(self):x}"
 
     def iteration(self) -> None:
         n = next(_sequence)
         started = time.perf_counter()
-        with self.call(
-            "webhook",
-            self.key,
-            timestamp_ms=int(time.time() * 1000),
-            message_id=f"{self.prefix}-{n}",
-            sender=self.numbers.pick(),
-            recipient=self.numbers.pick(),
-            text=random.choice(TEXTS).replace("{n}", str(n)),
-        ) as response:
+        values = {
+            **self.values,
+            "timestamp_ms": int(time.time() * 1000),
+            "message_id": f"{self.prefix}-{n}",
+            "sender": self.numbers.pick(),
+            "recipient": self.numbers.pick(),
+            "text": random.choice(TEXTS).replace("{n}", str(n)),
+        }
+        with self.call("webhook", values, self.headers) as response:
             elapsed_ms = (time.perf_counter() - started) * 1000
-            ok = response.status_code == 200
+            ok = response.status_code in self.success
             if ok:
                 response.success()
             else:
