@@ -6,9 +6,11 @@
 
 As measured on the real one (../shared/gateways.md, tests/standins/test_agreement.py):
 - header `apikey`: the global key, or an instance's own `hash` for that instance's routes (and
-  for `fetchInstances`, which then lists that instance only); missing or wrong: 401.
+  for `fetchInstances`, which then lists that instance only); missing or wrong: 401, after the
+  real one's other guards: an unknown instance is 404 and a name in use 403 whatever the key.
 - `POST /instance/create {instanceName, integration, qrcode, webhook, websocket}` 201
   `{instance: {instanceName, instanceId, ..., status}, hash, webhook, ...}`; a name in use 403;
+  `webhook` or `websocket` without `events` 400 (the real one reads `events.length`);
   `qrcode: true` answers after `--qrcode-delay-s` (5 s on the real one) and leaves it
   `connecting`, `qrcode: false` leaves it `close`. `--paired`: `open` after `--pair-delay-s`.
 - `GET /instance/connectionState/{name}` `{instance: {instanceName, state}}`; 404 unknown.
@@ -21,8 +23,9 @@ As measured on the real one (../shared/gateways.md, tests/standins/test_agreemen
 - acks: `messages.update` events, `data.keyId`, `data.status` SERVER_ACK, DELIVERY_ACK (ERROR
   for `--fail-ratio`), to `webhook.url` (`/messages-update` appended with `byEvents`) when the
   webhook lists MESSAGES_UPDATE (or nothing), and on socket.io namespace `/{instanceName}`
-  when `websocket` was enabled with that event (key as `apikey` query or header; the real one
-  lets loopback clients in without it: `--ws-trust-loopback`).
+  when `websocket` lists that event (key as `apikey` query or header; the real one lets
+  loopback clients in without it: `--ws-trust-loopback`). The namespace exists from the first
+  event sent to it (socket.io's `of()`): subscribe to INSTANCE_CREATE to connect at once.
 - `/metrics` with `evolution_instances_total`, `evolution_instance_up`, `evolution_instance_state`.
 """
 
@@ -55,7 +58,6 @@ from tests.standins.common import (
     WebhookSender,
     answer,
     iso_now,
-    json_body,
     json_object,
     lifespan_with,
     message_id,
@@ -83,6 +85,18 @@ def refusal(status_code: int, message: Any) -> Response:
     return answer(body, status_code)
 
 
+def cuid() -> str:
+    """An id shaped as Prisma's cuid() (the real one's database rows)."""
+    return "c" + uuid.uuid4().hex[:24]
+
+
+def without_sender_before_open(envelope: dict[str, Any]) -> dict[str, Any]:
+    """`sender` is the instance's own JID, undefined (so absent) until it has connected."""
+    if envelope["sender"] is None:
+        del envelope["sender"]
+    return envelope
+
+
 def event_config(event: str) -> str:
     """`messages.update` -> `MESSAGES_UPDATE`, the name instances subscribe with."""
     return event.replace(".", "_").replace("-", "_").upper()
@@ -98,6 +112,7 @@ class Instance(Session):
         self.websocket = body.get("websocket") if isinstance(body.get("websocket"), dict) else None
         self.connected_once = False  # Baileys' socket exists once it has tried to connect
         self.created = iso_now()
+        self.setting_id, self.websocket_id = cuid(), cuid()
 
     def subscribed(self, config: dict[str, Any] | None, event: str) -> bool:
         """The real one treats an empty event list as every event."""
@@ -108,6 +123,13 @@ class Instance(Session):
 
     def owner_jid(self) -> str | None:
         return f"{OWN_NUMBER}@s.whatsapp.net" if self.state == "open" else None
+
+    def row_times(self) -> dict[str, str]:
+        return {
+            "createdAt": self.created,
+            "updatedAt": self.created,
+            "instanceId": self.instance_id,
+        }
 
     def listed(self) -> dict[str, Any]:
         """One entry of `fetchInstances`."""
@@ -133,12 +155,29 @@ class Instance(Session):
             "Rabbitmq": None,
             "Nats": None,
             "Sqs": None,
-            "Websocket": None,
-            "Setting": {"instanceId": self.instance_id, **SETTINGS},
+            "Websocket": None
+            if self.websocket is None
+            else {
+                "id": self.websocket_id,
+                "enabled": True,  # whatever the request said, as the real one stores it
+                "events": self.websocket.get("events") or ALL_EVENTS,
+                **self.row_times(),
+            },
+            "Setting": {"id": self.setting_id, **SETTINGS, **self.row_times()},
             "_count": {"Message": 0, "Contact": 0, "Chat": 0},
         }
 
 
+# What `events: []` subscribes to (the real one's EventController.events).
+ALL_EVENTS = [
+    "APPLICATION_STARTUP", "QRCODE_UPDATED", "MESSAGES_SET", "MESSAGES_UPSERT", "MESSAGES_EDITED",
+    "MESSAGES_UPDATE", "MESSAGES_DELETE", "SEND_MESSAGE", "SEND_MESSAGE_UPDATE", "CONTACTS_SET",
+    "CONTACTS_UPSERT", "CONTACTS_UPDATE", "PRESENCE_UPDATE", "CHATS_SET", "CHATS_UPSERT",
+    "CHATS_UPDATE", "CHATS_DELETE", "GROUPS_UPSERT", "GROUP_UPDATE", "GROUP_PARTICIPANTS_UPDATE",
+    "CONNECTION_UPDATE", "LABELS_EDIT", "LABELS_ASSOCIATION", "CALL", "TYPEBOT_START",
+    "TYPEBOT_CHANGE_STATUS", "REMOVE_INSTANCE", "LOGOUT_INSTANCE", "INSTANCE_CREATE",
+    "INSTANCE_DELETE", "STATUS_INSTANCE",
+]  # fmt: skip
 SETTINGS = {
     "rejectCall": False,
     "msgCall": "",
@@ -166,10 +205,15 @@ class Evolution:
             async_mode="asgi", namespaces="*", cors_allowed_origins="*", logger=False
         )
         self.sio.on("connect", self.socket_connect, namespace="*")
+        # socket.io (Node) makes a namespace on the first emit to it: before that, connecting
+        # to `/{instance}` fails ("Invalid namespace"), also on the real one.
+        self.namespaces = {"/"}
 
     async def socket_connect(
         self, namespace: str, sid: str, environ: dict[str, Any], auth: Any = None
     ) -> bool:
+        if namespace not in self.namespaces:
+            raise socketio.exceptions.ConnectionRefusedError("Invalid namespace")
         if self.args.ws_trust_loopback:
             return True
         query = parse_qs(environ.get("QUERY_STRING", ""))
@@ -196,7 +240,7 @@ class Evolution:
                 "server_url": self.server_url,
                 "apikey": apikey,
             }
-            self.webhooks.post(url, envelope)
+            self.webhooks.post(url, without_sender_before_open(envelope))
         if instance.subscribed(instance.websocket, event):
             message = {
                 "event": event,
@@ -207,14 +251,17 @@ class Evolution:
                 "sender": instance.owner_jid(),
                 "apikey": apikey,
             }
+            message = without_sender_before_open(message)
+            self.namespaces.add(f"/{instance.name}")
             self.background.start(self.sio.emit(event, message, namespace=f"/{instance.name}"))
 
     def set_state(self, instance: Instance, state: str) -> None:
         instance.state = state
         instance.connected_once |= state != "close"
-        data = {"instance": instance.name, "state": state, "statusReason": 200}
+        data: dict[str, Any] = {"instance": instance.name}
         if state == "open":
-            data["wuid"] = instance.owner_jid()
+            data.update(wuid=instance.owner_jid(), profileName="stand-in", profilePictureUrl=None)
+        data.update(state=state, statusReason=200)
         self.emit(instance, "connection.update", data)
 
     def connect(self, instance: Instance) -> None:
@@ -248,15 +295,15 @@ def create_app(args: argparse.Namespace) -> ASGIApp:
         return instance_route and instance is not None and instance.token == key
 
     def on_instance(path: str, handler: InstanceHandler, method: str) -> Route:
-        """A route of one instance, behind the real one's guards: key (401), exists (404)."""
+        """A route of one instance, behind the real one's guards: exists (404), key (401)."""
 
         async def guarded(request: Request) -> Response:
-            if not authorized(request):
-                return refusal(401, "Unauthorized")
             name = request.path_params["name"]
             instance = evo.instances.get(name)
-            if instance is None:
+            if instance is None:  # the real one checks this before the key
                 return refusal(404, [f'The "{name}" instance does not exist'])
+            if not authorized(request):
+                return refusal(401, "Unauthorized")
             return await handler(request, instance)
 
         return Route(path, guarded, methods=[method])
@@ -275,21 +322,28 @@ def create_app(args: argparse.Namespace) -> ASGIApp:
         )
 
     async def create(request: Request) -> Response:
+        body = await json_object(request)
+        name = body.get("instanceName")
+        # The real one's guards: a name in use (403) comes before the key (401); a missing
+        # name is looked up as "undefined" and found.
+        if not isinstance(name, str) or name in evo.instances:
+            return refusal(403, [f'This name "{name if isinstance(name, str) else "undefined"}"'
+                                 " is already in use."])  # fmt: skip
         if not authorized(request, instance_route=False):
             return refusal(401, "Unauthorized")
-        body = await json_body(request)
-        if not isinstance(body, dict):
-            return refusal(400, ["Unexpected token in JSON"])
-        name = body.get("instanceName")
-        if not isinstance(name, str):
-            return refusal(400, ['instance requires property "instanceName"'])
-        if name in evo.instances:
-            return refusal(403, [f'This name "{name}" is already in use.'])
         if body.get("integration") not in INTEGRATIONS:
             return refusal(400, ["Invalid integration"])
+        for channel in ("webhook", "websocket"):
+            if isinstance(body.get(channel), dict) and not isinstance(
+                body[channel].get("events"), list
+            ):  # the real one reads `events.length`
+                return refusal(400, ["Cannot read properties of undefined (reading 'length')"])
         instance = Instance(name, body)
         evo.instances[name] = instance
         evo.record.session_created()
+        evo.emit(
+            instance, "instance.create", {"instanceName": name, "instanceId": instance.instance_id}
+        )
         if body.get("qrcode"):
             evo.connect(instance)
             await asyncio.sleep(args.qrcode_delay_s)  # the real one waits 5 s for a QR code
@@ -317,14 +371,16 @@ def create_app(args: argparse.Namespace) -> ASGIApp:
                 )
                 if value is not None  # undefined fields are absent from the real answer
             },
-            "websocket": {} if instance.websocket is None else {"enabled": True},
+            "websocket": {}
+            if instance.websocket is None or "enabled" not in instance.websocket
+            else {"enabled": instance.websocket["enabled"]},
             "rabbitmq": {},
             "nats": {},
             "sqs": {},
             "settings": SETTINGS,
         }
         if body.get("qrcode"):
-            result["qrcode"] = {"pairingCode": None, "code": "2@stand-in", "base64": "", "count": 1}
+            result["qrcode"] = {"count": 0}
         return answer(result, 201)
 
     async def connection_state(request: Request, found: Instance) -> Response:
@@ -335,12 +391,14 @@ def create_app(args: argparse.Namespace) -> ASGIApp:
             return answer({"instance": {"instanceName": found.name, "state": "open"}})
         if found.state == "close":
             evo.connect(found)
-        return answer({"pairingCode": None, "code": "2@stand-in", "base64": "", "count": 1})
+        return answer({"count": 0})  # no QR code: offline, as the real one here
 
     async def fetch_instances(request: Request) -> Response:
         key = request.headers.get("apikey")
         wanted = request.query_params.get("instanceName")
         listed = [i for i in evo.instances.values() if wanted is None or i.name == wanted]
+        if wanted is not None and not listed:
+            return refusal(404, [f'Instance "{wanted}" not found'])
         if key and key == args.api_key:
             return answer([i.listed() for i in listed])
         own = [i.listed() for i in listed if key and i.token == key]
@@ -366,8 +424,10 @@ def create_app(args: argparse.Namespace) -> ASGIApp:
     async def send_text(request: Request, found: Instance) -> Response:
         body = await json_object(request)
         number, text = body.get("number"), body.get("text")
-        if not isinstance(number, str) or not number or not isinstance(text, str):
-            return refusal(400, ['instance requires property "number" and "text"'])
+        fields = (("number", number), ("text", text))
+        missing = [f'instance requires property "{f}"' for f, v in fields if not isinstance(v, str)]
+        if missing:
+            return refusal(400, [missing])  # a list in a list, as the real one
         if found.state != "open":
             evo.record.refusal(number)
             reason = "Connection Closed" if found.connected_once else NEVER_CONNECTED
@@ -375,7 +435,7 @@ def create_app(args: argparse.Namespace) -> ASGIApp:
         jid = number if "@" in number else f"{number}@s.whatsapp.net"
         key_id = message_id()
         evo.record.message(found.name, jid, key_id)
-        row_id = "c" + uuid.uuid4().hex[:24]  # shaped as Prisma's cuid() ids
+        row_id = cuid()
         evo.acks.schedule(found, lambda level: evo.ack(found, jid, key_id, row_id, level))
         message = {
             "key": {"remoteJid": jid, "fromMe": True, "id": key_id},

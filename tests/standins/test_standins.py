@@ -229,7 +229,15 @@ def test_evolution_fail_ratio_acks_error(start_standin: Start, receiver: Webhook
 def test_evolution_socketio_namespace_needs_the_key(start_standin: Start) -> None:
     evo = start_standin("evolution", paired=True, **FAST)
     with evolution_client(evo.url) as http:
-        create_instance(http, "s", websocket={"enabled": True, "events": ["MESSAGES_UPDATE"]})
+        # Only a namespace that has had an event exists: INSTANCE_CREATE makes it at once.
+        create_instance(http, "t", websocket={"enabled": True, "events": ["MESSAGES_UPDATE"]})
+        early = socketio.Client(reconnection=False)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            early.connect(f"{evo.url}?apikey={EVOLUTION_KEY}", namespaces=["/t"],
+                          transports=["websocket"], wait_timeout=3)  # fmt: skip
+        early.disconnect()
+        events = ["MESSAGES_UPDATE", "INSTANCE_CREATE"]
+        create_instance(http, "s", websocket={"enabled": True, "events": events})
         keyless = socketio.Client(reconnection=False)
         with pytest.raises(socketio.exceptions.ConnectionError):
             keyless.connect(evo.url, namespaces=["/s"], transports=["websocket"], wait_timeout=3)
