@@ -13,6 +13,7 @@ import sys
 
 import uvicorn
 from prometheus_client import disable_created_metrics
+from starlette.types import ASGIApp
 
 from gateway.app import create_app
 from gateway.config import GatewayConfig, config_from_env_and_args
@@ -44,16 +45,22 @@ def _fail(message: str) -> int:
 def serve(config: GatewayConfig) -> None:
     disable_created_metrics()  # the `_created` series only double the exposition's size
     sock = bind(config.host, config.port)
+    serve_app(create_app(config), sock, log_level=config.log_level)
+
+
+def serve_app(app: ASGIApp, sock: socket.socket, *, log_level: str, label: str = "gateway") -> None:
+    """Serve `app` on a bound socket; print `<label> listening on http://HOST:PORT` once it
+    accepts connections (the line a parent process waits for). The test stand-ins use it too."""
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(config),
+            app,
             loop="uvloop",
             http="httptools",
             lifespan="on",
             access_log=False,
-            log_level=config.log_level,
+            log_level=log_level,
             timeout_graceful_shutdown=5,
             # Load generators keep idle connections for a while (an arrival pool waits between
             # arrivals): closing them after uvicorn's 5 s races with the next request on them.
@@ -65,7 +72,7 @@ def serve(config: GatewayConfig) -> None:
     async def startup(sockets=None) -> None:
         await original_startup(sockets=sockets)
         if server.started:
-            print(f"gateway listening on http://{shown}:{port}", flush=True)
+            print(f"{label} listening on http://{shown}:{port}", flush=True)
 
     server.startup = startup  # type: ignore[method-assign]
     server.run(sockets=[sock])

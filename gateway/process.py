@@ -21,7 +21,8 @@ import urllib.request
 from collections import deque
 from pathlib import Path
 
-READY = re.compile(r"gateway listening on (http://\S+)")
+# `gateway listening on ...`; the test stand-ins announce themselves the same way.
+READY = re.compile(r"listening on (http://\S+)")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,7 +31,13 @@ class GatewayStartError(RuntimeError):
 
 
 class GatewayProcess:
-    """A running `python -m gateway`, on a free loopback port unless told otherwise."""
+    """A running `python -m gateway`, on a free loopback port unless told otherwise.
+
+    Subclasses run another module with the same flags and announcement (`module`), and say
+    which path answers 200 once it is up (`health_path`)."""
+
+    module = "gateway"
+    health_path = "/health"
 
     def __init__(
         self,
@@ -59,7 +66,7 @@ class GatewayProcess:
     def start(self) -> GatewayProcess:
         env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", *self.args],
+            [sys.executable, "-m", self.module, *self.args],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -72,7 +79,7 @@ class GatewayProcess:
         if not found.wait(self.start_timeout_s):
             self.stop()
             raise GatewayStartError(
-                "the gateway did not start: " + (" | ".join(self.output) or "no output")
+                f"the {self.module} did not start: " + (" | ".join(self.output) or "no output")
             )
         self._wait_healthy()
         return self
@@ -90,13 +97,15 @@ class GatewayProcess:
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(self.url + "/health", timeout=1) as response:
+                with urllib.request.urlopen(self.url + self.health_path, timeout=1) as response:
                     if response.status == 200:
                         return
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise GatewayStartError(f"the gateway at {self.url} never answered /health")
+        raise GatewayStartError(
+            f"the {self.module} at {self.url} never answered {self.health_path}"
+        )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -1,0 +1,1 @@
+from tests.realgw.fixtures import evolution_gateway, waha_gateway  # noqa: F401
