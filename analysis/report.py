@@ -264,6 +264,9 @@ def build_report(run: RunData, criteria: CriteriaFile) -> dict[str, Any]:
     aborted = run.extra.get("aborted")
     if aborted:
         extra_failures.append("aborted")
+    stopped = summary.get("stopped_because")
+    if stopped:
+        extra_failures.append(stopped["reason"])
     span = run.span()
     start = span[0] if span else (_iso_to_unix(summary.get("started_at")) or 0.0)
     unreachable = unreachable_from(run)
@@ -305,6 +308,7 @@ def build_report(run: RunData, criteria: CriteriaFile) -> dict[str, Any]:
         | {
             "peak_load": peak_load(run),
             "aborted": aborted,
+            "stopped_because": stopped,
             "folder": str(run.folder),
             "workers_lost": lost_workers(run, start),
             "target_unreachable_from_s": (

@@ -124,7 +124,12 @@ def build_summary(
             "delivered": delivered,
             "failed": counters.get("messages_failed"),
             "undelivered": counters.get("messages_undelivered"),
-            "delivery_rate_pct": _pct(delivered, accepted),
+            # Only over messages whose delivery was tracked: none, where no ack channel could
+            # be opened or registered (acks_untracked), is no rate at all, not 0 %.
+            "delivery_rate_pct": _pct(delivered, accepted)
+            if delivery_key in book.histograms
+            else None,
+            "untracked_sessions": counters.get("acks_untracked") or None,
             "delivery_latency": describe(book.get(delivery_key))
             if delivery_key in book.histograms
             else {"count": 0},
@@ -143,6 +148,9 @@ def build_summary(
             }
         },
         "numbers": run.get("numbers"),
+        "profile": run.get("profile"),
+        "named_sessions": run.get("named_sessions"),
+        "stopped_because": run.get("stopped_because"),
         "resources": run.get("resources"),
         "generators": run.get("generators"),
         "errors": [

@@ -257,7 +257,7 @@ class SuiteRun:
         that reason (once, for the first such session)."""
         if self.unready is not None:
             return
-        self.unready = {"session": session, "state": state, "ready": ready}
+        self.unready = {"session": session, "state": state, "ready": ", ".join(map(str, ready))}
         print(
             f"error: session {session!r} is {state}, not {', '.join(map(str, ready))}: pair it "
             "on the gateway first; the run stops, nothing was sent",

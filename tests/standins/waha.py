@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -374,7 +374,8 @@ class ApiKeyCheck:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket") and not scope["path"].startswith(self.OPEN):
-            request = Request(scope)
+            # HTTPConnection, not Request: a WebSocket's scope is not an HTTP request's.
+            request = HTTPConnection(scope)
             given = request.headers.get("x-api-key") or request.query_params.get("x-api-key")
             if given != self.api_key:
                 if scope["type"] == "websocket":
