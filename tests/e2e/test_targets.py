@@ -222,3 +222,38 @@ def test_a_named_session_that_is_not_ready_ends_the_run_naming_its_state(standin
     record = waha.record()
     assert record["messages"]["accepted"] == 0 and not record["messages"]["refused"]
     assert run.summary["stopped_because"]["state"] == "STARTING"
+
+
+def evolution_with_socketio_acks(folder: Path) -> Path:
+    """The Evolution profile with its socket.io events (namespace per instance) for acks."""
+    data = yaml.safe_load((CONF_DIR / "targets" / "evolution.yaml").read_text(encoding="utf-8"))
+    data["acks"]["channels"] = [
+        {"kind": "socketio", "namespace": "/{session_id}", "query": {"apikey": "{api_key}"}}
+    ]
+    # No webhook channel: the create request asks for socket.io events instead (the
+    # instance's namespace exists from its first event: INSTANCE_CREATE, at once).
+    create = data["requests"]["create_session"]["json"]
+    del create["webhook"]
+    create["websocket"] = {"enabled": True, "events": ["INSTANCE_CREATE", "MESSAGES_UPDATE"]}
+    del data["requests"]["set_webhook"]
+    path = folder / "evolution-socketio.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow  # ~15 s
+def test_evolution_messages_with_socketio_acks(standin, tmp_path):
+    evolution = standin("evolution", api_key=SECRETS[0], paired=True)
+    profile = str(evolution_with_socketio_acks(tmp_path))
+    run = messages_against(
+        evolution, tmp_path, "--target-profile", profile, "--api-key", SECRETS[0]
+    )
+    assert run.returncode == 0, run.explain()
+    summary, record = run.summary, evolution.record()
+    assert summary["messages"]["accepted"] == record["messages"]["accepted"] == 500
+    assert summary["messages"]["delivered"] == 500, summary["messages"]
+    assert summary["websocket"]["connected"] == 10
+    assert "WS socket.io connect" in summary["requests"]
+    check_only_recipients(record)
+    assert summary["sessions"]["deleted"] == 10 and record["sessions"]["count"] == 0
+    check_nothing_secret_was_written(run, SECRETS[0])
