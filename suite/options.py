@@ -79,6 +79,13 @@ def add_options(parser: Any) -> None:
         help="a file of such session names, one a line",
     )
     parser.add_argument(
+        "--session-prefix",
+        default="",
+        include_in_web_ui=False,
+        help="the start of the names of the sessions the suite creates (default: the profile's, "
+        "loadtest-), a random part follows",
+    )
+    parser.add_argument(
         "--webhook-listen",
         default="127.0.0.1:0",
         include_in_web_ui=False,

@@ -53,7 +53,13 @@ from suite.target import (
     is_loopback_url,
     start_embedded_gateway,
 )
-from suite.target_values import TargetValuesError, named_sessions, profile_values, session_cycle
+from suite.target_values import (
+    TargetValuesError,
+    check_session_prefix,
+    named_sessions,
+    profile_values,
+    session_cycle,
+)
 from suite.workers import WorkerWatch
 from users.ack_channels import WebhookReceiver
 from users.auth import auth_of
@@ -226,6 +232,7 @@ class SuiteRun:
         profile = environment.target_profile = load_profile(self.options.target_profile)
         environment.target_auth = auth_of(profile)
         environment.target_values = profile_values(profile, self.options)
+        check_session_prefix(self.options)
         self.named_sessions = named_sessions(self.options)
         environment.named_sessions = session_cycle(self.named_sessions)
 

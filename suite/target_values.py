@@ -70,6 +70,14 @@ def profile_values(
     return values
 
 
+def check_session_prefix(options: Any) -> None:
+    prefix = getattr(options, "session_prefix", "") or ""
+    if prefix and not re.fullmatch(r"[A-Za-z0-9_-]+", prefix):
+        raise TargetValuesError(
+            f"--session-prefix {prefix!r}: letters, digits, '-' and '_' only (it goes in paths)"
+        )
+
+
 def named_sessions(options: Any) -> list[str]:
     """The sessions the user named (`--sessions`, `--sessions-file`), in order, once each."""
     names = [n.strip() for n in (getattr(options, "sessions", "") or "").split(",")]

@@ -102,7 +102,8 @@ class ScenarioUser(FastHttpUser):
         random part), the key (the user's global one, or one made per session from the
         scenario's `api_key` option), and the user's profile variables."""
         naming = self.profile.model.session_name
-        name = naming.prefix + secrets.token_hex(16)[: naming.random_chars]
+        prefix = getattr(self.environment.parsed_options, "session_prefix", "") or naming.prefix
+        name = prefix + secrets.token_hex(16)[: naming.random_chars]
         values: dict[str, Any] = {**self.given, "session_name": name, "session_id": name}
         if self.profile.auth.key == "per_session":
             values["api_key"] = self.api_key(self.option("api_key", default_key))

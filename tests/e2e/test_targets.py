@@ -160,6 +160,10 @@ def test_wppconnect_messages_with_a_token_per_session_and_webhook_acks(standin, 
     assert messages["delivered"] == 500, messages
     check_only_recipients(record)
     assert summary["sessions"]["created"] == summary["sessions"]["deleted"] == 10
+    # wppconnect exports no session count: memory per session uses the suite's own.
+    estimate = run.report["analysis"]["memory_per_session"]
+    assert estimate.get("sessions_source", "suite_sessions_open") == "suite_sessions_open"
+    assert "suite_sessions_open" in (run.report_dir / "samples.csv").read_text(encoding="utf-8")
     token_request = "POST /api/{session_name}/{secret_key}/generate-token"
     assert summary["requests"][token_request]["requests"] == 10
     check_nothing_secret_was_written(run, SECRETS[1], "Bearer ")
@@ -258,3 +262,25 @@ def test_evolution_messages_with_socketio_acks(standin, tmp_path):
     check_only_recipients(record)
     assert summary["sessions"]["deleted"] == 10 and record["sessions"]["count"] == 0
     check_nothing_secret_was_written(run, SECRETS[0])
+
+
+@pytest.mark.slow  # ~10 s
+def test_a_failed_state_ends_the_wait_at_once_and_is_named(tmp_path):
+    """A profile whose failed states include the reference gateway's first one: each sender
+    stops waiting at its first status answer, names the state, sends nothing."""
+    data = yaml.safe_load((CONF_DIR / "targets" / "plan.yaml").read_text(encoding="utf-8"))
+    data["requests"]["session_status"].update(pending=[], failed=["initializing"])
+    profile = tmp_path / "plan-failing.yaml"
+    profile.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with GatewayProcess() as gateway:
+        run = run_locust(
+            "messages", tmp_path / "run", "--target-profile", str(profile), host=gateway.url
+        )
+    summary = run.summary
+    assert summary["requests"]["GET /api/sessions/{session_id}"]["requests"] == 10  # one each
+    ready = summary["requests"]["WS session ready"]
+    assert ready["failures"] == 10
+    errors = [e["error"] for e in summary["errors"] if e["name"] == "session ready"]
+    assert errors and "failed: initializing" in errors[0], errors
+    assert not summary["messages"]["accepted"]
+    assert summary["sessions"]["deleted"] == 10  # created, so cleaned up
