@@ -25,6 +25,10 @@ os.environ["SUITE_SYNTHETIC_NUMBERS"] = "1"
 
 from gateway.process import GatewayProcess
 
+# For any test that asks: real gateways (tests.realgw, marked real_gateway) and stand-ins.
+from tests.realgw.fixtures import evolution_gateway, waha_gateway  # noqa: F401
+from tests.standins.fixtures import start_standin, webhook_receiver  # noqa: F401
+
 
 @pytest.fixture
 def start_gateway() -> Iterator[Callable[..., GatewayProcess]]:

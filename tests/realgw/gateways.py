@@ -74,7 +74,10 @@ class RealGateway:
         return self.proc.pid
 
     def start(self) -> RealGateway:
-        namespace.ensure_namespace()
+        try:
+            namespace.ensure_namespace()
+        except namespace.NamespaceError as exc:
+            raise GatewayUnavailable(str(exc)) from None
         if namespace.port_in_use(self.port):
             raise GatewayUnavailable(
                 f"port {self.port} in namespace {namespace.NS} is in use: another {self.title()}"

@@ -16,7 +16,7 @@ import shutil
 import socket
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,10 +36,19 @@ def unavailable() -> str | None:
 
 
 def ensure_namespace() -> None:
-    """Create `realgw` with loopback up, as the run scripts do, if it is not there."""
-    if not os.path.exists(os.path.join(NETNS_DIR, NS)):
-        subprocess.run(["ip", "netns", "add", NS], check=True)
-    run_in_namespace(["ip", "link", "set", "lo", "up"], check=True)
+    """Create `realgw` with loopback up, as the run scripts do, if it is not there, and join
+    it from the socket thread; NamespaceError when either cannot be done here."""
+    try:
+        if not os.path.exists(os.path.join(NETNS_DIR, NS)):
+            subprocess.run(["ip", "netns", "add", NS], check=True, capture_output=True)
+        run_in_namespace(["ip", "link", "set", "lo", "up"], check=True)
+        _thread_inside().submit(lambda: None).result()
+    except (subprocess.CalledProcessError, OSError, BrokenExecutor) as exc:
+        raise NamespaceError(f"network namespace {NS} cannot be used here: {exc}") from None
+
+
+class NamespaceError(RuntimeError):
+    """The namespace cannot be made or joined (no CAP_SYS_ADMIN, no netns support)."""
 
 
 def run_in_namespace(

@@ -273,8 +273,9 @@ class Acks:
 
 
 class WebhookSender:
-    """POSTs JSON events to the URLs sessions gave, through a bounded queue and a few workers;
-    a URL off loopback is refused (counted, never contacted): load stays on this machine."""
+    """POSTs JSON events to the URLs sessions gave, through a bounded queue and a few workers
+    (so one event may overtake another, as with the real gateways' concurrent posts); a URL
+    off loopback is refused (counted, never contacted): load stays on this machine."""
 
     def __init__(self, record: Record) -> None:
         self.record = record

@@ -129,14 +129,11 @@ class Waha:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.sessions: dict[str, WahaSession] = {}
-        self.record = Record("waha", args.record_limit, lambda: self.running())
+        self.record = Record("waha", args.record_limit, lambda: list(self.sessions))
         self.webhooks = WebhookSender(self.record)
         self.acks = Acks(args)
         # One bounded mailbox per WebSocket client, with the events it asked for.
         self.listeners: dict[asyncio.Queue[str], tuple[str, ...]] = {}
-
-    def running(self) -> list[str]:
-        return [name for name, s in self.sessions.items() if s.state != "STOPPED"]
 
     def envelope(self, session: WahaSession, event: str, payload: Any) -> dict[str, Any]:
         body: dict[str, Any] = {"event": event, "session": session.name}

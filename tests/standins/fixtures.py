@@ -1,5 +1,6 @@
-"""Fixtures for the stand-ins' tests: stand-ins started per test, a webhook receiver, and the
-real gateways (for the agreement test)."""
+"""Fixtures `start_standin` (stand-ins started for one test, all stopped after it) and
+`webhook_receiver` (a loopback receiver of webhooks), registered for every test by
+tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from tests.realgw.fixtures import evolution_gateway, waha_gateway  # noqa: F401
 from tests.standins import process
 from tests.standins.process import StandinProcess
 from tests.standins.receiver import WebhookReceiver
@@ -30,6 +30,6 @@ def start_standin() -> Iterator[Callable[..., StandinProcess]]:
 
 
 @pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
+def webhook_receiver() -> Iterator[WebhookReceiver]:
     with WebhookReceiver() as hooks:
         yield hooks
