@@ -39,6 +39,10 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     for report in reports.get(item.nodeid) or [_failed(item, "no report from the run")]:
         item.ihook.pytest_runtest_logreport(report=report)
+    # What pytest's own teardown phase does: the fixtures of the tests before this one (in
+    # this process) that the next test does not share are torn down now, else the next
+    # test, in another module, finds them still set up.
+    item.session._setupstate.teardown_exact(nextitem)
     item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return True
 
