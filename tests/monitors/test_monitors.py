@@ -467,15 +467,15 @@ def test_cpu_of_a_busy_process_is_one_core(spawn) -> None:
 
 
 @pytest.mark.exclusive
-def test_children_count_only_when_asked(spawn) -> None:
+def test_children_count_unless_told_not_to(spawn) -> None:
     parent = spawn(
         "import subprocess, sys; subprocess.run([sys.executable, '-c', 'while True: pass'])"
     )
     deadline = time.monotonic() + 10
     while not psutil.Process(parent.pid).children() and time.monotonic() < deadline:
         time.sleep(0.05)
-    alone = ProcessSampler(parent.pid)
-    family = ProcessSampler(parent.pid, include_children=True)
+    alone = ProcessSampler(parent.pid, include_children=False)
+    family = ProcessSampler(parent.pid)
     alone.sample()
     family.sample()
     time.sleep(1.5)
@@ -485,12 +485,16 @@ def test_children_count_only_when_asked(spawn) -> None:
 
 def test_a_sample_pauses_between_its_reads_and_reads_the_same(gateway: GatewayProcess) -> None:
     pauses: list[dict] = []
-    sampler = ProcessSampler(gateway.pid, pause=lambda: pauses.append({}))
-    plain = ProcessSampler(gateway.pid)
+    sampler = ProcessSampler(gateway.pid, False, pause=lambda: pauses.append({}))
+    plain = ProcessSampler(gateway.pid, False)
     paused, whole = sampler.sample(), plain.sample()
-    assert len(pauses) == 3  # after stat and status, after the descriptors, after io
+    # After finding the processes, then for each: stat and status, memory, descriptors, io.
+    assert len(pauses) == 5
     assert paused.keys() == whole.keys()
     assert paused["threads"] == whole["threads"] and paused["connections"] == whole["connections"]
+    pauses.clear()
+    ProcessSampler(gateway.pid, pause=lambda: pauses.append({})).sample()
+    assert len(pauses) > 5  # and within the pass over /proc that finds the children
 
 
 def test_connections_are_counted_as_psutil_counts_them(gateway: GatewayProcess) -> None:
