@@ -108,6 +108,10 @@ def test_memory_per_session_is_found(start_gateway, tmp_path: Path) -> None:
     figures = run.summary["resources"]["figures"]
     assert figures["sessions_active"]["peak"] >= s1
     assert figures["rss_mb"]["peak"] >= r1
+    # Children looked for by default; the reference gateway has none: its memory is its RSS.
+    counted = run.summary["resources"]["process_tree"]
+    assert counted["children"] and counted["most_processes"] == 1, counted
+    assert counted["memory"] == "rss_mb" and list(counted["names_at_most"].values()) == [1]
 
 
 # --- 2. the live leak alert -------------------------------------------------------------------

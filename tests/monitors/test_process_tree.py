@@ -6,7 +6,9 @@
 - children not counted when told not to: one process;
 - a child that exits takes no CPU back (no negative CPU);
 - PSS between two readings follows the RSS (`monitors.pss`), within a page or so of the truth;
-- which processes were counted reaches the monitor's summary (not the stored rows).
+- which processes were counted reaches the monitor's summary (not the stored rows), from the
+  sampler in this process, from the remote agent and from `python -m monitors`, each counting
+  children by default and one process with `--no-children`.
 
 Every process started here stops by itself (a bounded sleep) and is killed at the end.
 """
@@ -14,6 +16,7 @@ Every process started here stops by itself (a bounded sleep) and is killed at th
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import signal
@@ -21,14 +24,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 
 from monitors.process import ProcessSampler
 from monitors.pss import ProportionalSets
 from monitors.resources import ResourceMonitor
+from tests.monitors.test_tools import LISTENING, Child, run_module
 
 MB = 2**20
 CHILDREN, SHARED_MB, PRIVATE_MB = 6, 32, 8
@@ -208,3 +214,52 @@ def test_which_processes_were_counted_reaches_the_summary(tree) -> None:
     assert alone is not None
     assert (alone["children"], alone["most_processes"], alone["memory"]) == (False, 1, "rss_mb")
     assert ResourceMonitor(pid=None, metrics_url=None).summary()["process_tree"] is None
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-children"]])
+def test_the_agent_counts_children_unless_told_not_to(tree, flag: list[str]) -> None:
+    parent = tree()
+    agent = Child("monitors.agent", "--pid", str(parent.pid), "--listen-port", "0", *flag)
+    try:
+        url = agent.wait_for(LISTENING).group(1)
+        with httpx.Client(base_url=url, timeout=5) as http:
+            sample = http.get("/sample").json()
+        _, counted = rows_and_summary(ResourceMonitor(pid=None, metrics_url=None, agent_url=url))
+    finally:
+        agent.stop()
+    expected = 1 if flag else CHILDREN + 1
+    assert sample["processes"] == expected and sum(sample["tree"]["names"].values()) == expected
+    assert counted is not None
+    assert counted["children"] is not bool(flag) and counted["most_processes"] == expected
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-children"]])
+def test_the_monitor_command_counts_children_unless_told_not_to(
+    tree, tmp_path: Path, flag: list[str]
+) -> None:
+    parent = tree()
+    out = tmp_path / "watch"
+    result = run_module(
+        "monitors", "--pid", str(parent.pid), "--duration", "2.5", "--out", str(out),
+        "--listen-port", "0", "--metrics-url", "off", *flag,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    counted = json.loads((out / "resources.json").read_text(encoding="utf-8"))["process_tree"]
+    assert counted["most_processes"] == (1 if flag else CHILDREN + 1)
+    assert counted["memory"] == ("rss_mb" if flag else "pss_mb")
+    line = next(line for line in result.stdout.splitlines() if " | cpu " in line)
+    assert (" | rss " if flag else f" MB ({CHILDREN + 1} processes) | ") in line, line
+
+
+def test_a_load_run_counts_children_unless_told_not_to() -> None:
+    from locust.argument_parser import get_parser
+
+    from suite.options import add_options
+
+    parser = get_parser(default_config_files=[])
+    add_options(parser)
+
+    def parsed(*flags: str) -> bool:
+        return parser.parse_args(["-f", "locustfile.py", *flags]).monitor_children
+
+    assert parsed() and parsed("--monitor-children") and not parsed("--no-monitor-children")
