@@ -31,7 +31,7 @@ from analysis.criteria import (
     verdict_of,
 )
 from analysis.files import write_atomically
-from analysis.memory import rss_series
+from analysis.memory import memory_series
 from analysis.metrics import RunMetrics, Value, is_metric
 from analysis.render import LANGUAGES, render
 from analysis.run_data import RunData, load_run
@@ -127,7 +127,7 @@ def resource_rows(run: RunData, judgements: list[Judgement], criteria: CriteriaF
         (j for j in judgements if j.metric == "cpu_pct" and j.scope == "overall"), None
     )
     memory_limit = criteria.alerts.get("memory_mb", 1024.0)
-    _, rss = rss_series(run)
+    _, rss = memory_series(run)
     disk = run.column("disk_read_bytes_per_s").add(
         run.column("disk_write_bytes_per_s"), fill_value=0
     )
