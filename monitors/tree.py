@@ -53,6 +53,7 @@ class ProcessTree:
         self.pause = pause
         self._known: dict[tuple[int, int], psutil.Process] = {}
         self._full_names: dict[tuple[int, int, str], str] = {}
+        self._root_start: int | None = None
 
     def members(self) -> list[Member]:
         if not self.include_children:
@@ -61,7 +62,9 @@ class ProcessTree:
             return self._members_from_psutil()
         stats = self._scan()
         root = stats.get(self.root.pid)
-        if root is None:
+        if self._root_start is None and root is not None:
+            self._root_start = root.start
+        if root is None or root.start != self._root_start:  # gone, or its pid reused since
             raise psutil.NoSuchProcess(self.root.pid)
         children: dict[int, list[int]] = {}
         for pid, stat in stats.items():
