@@ -374,6 +374,21 @@ def test_leak_alert_fires_once_on_growth_not_on_noise() -> None:
     assert "MB/min" in leaking.fired[0].message
 
 
+def test_the_alerts_follow_a_trees_pss_from_its_first_child_on() -> None:
+    """A gateway alone, then with a browser per session: its RSS summed over the tree would
+    jump and climb (shared pages counted in each process), its PSS holds still. The alerts
+    judge the PSS from the first child on, the leak window started again there."""
+    watch = AlertWatch(AlertRules(memory_mb=500.0, leak_mb_per_min=1.0, leak_window_s=60.0))
+    for t in range(30):
+        watch.check(t, {"rss_mb": 100.0, "pss_mb": 70.0, "processes": 1})
+    assert [t for t, _ in watch.memory] == list(range(30))  # RSS, the process alone
+    for t in range(30, 200):
+        tree = {"rss_mb": 300.0 + 5 * t, "pss_mb": 150.0, "processes": 6}
+        assert not watch.check(t, tree), t  # no high memory, no leak: the PSS is flat
+        if t == 30:
+            assert list(watch.memory) == [(30, 150.0)]  # RSS and PSS do not join
+
+
 def test_a_long_leak_window_stays_cheap_and_still_sees_a_leak() -> None:
     """The plan's 24 h run gets a 600 s window: Theil-Sen on 600 points would cost ~70 ms a
     second; thinned to LEAK_MAX_POINTS it must stay in the low milliseconds."""
