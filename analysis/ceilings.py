@@ -23,12 +23,13 @@ and how long it held; the bottlenecks and the breaking point build their finding
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 
 from analysis.latency import percentile
+from analysis.memory import process_memory_column
 from analysis.metrics import LATENCY
 from analysis.run_data import RunData
 
@@ -59,10 +60,11 @@ FIGURES = (
     Figure("eventloop_lag_p99_ms", 10, fixed_limit=EVENT_LOOP_DELAY_MS),
     Figure("eventloop_lag_ms", 10, fixed_limit=EVENT_LOOP_DELAY_MS),
     Figure("heap_used_mb", 1, criterion="memory_mb"),
-    Figure("rss_mb", 1, criterion="memory_mb"),
 )
+# The gateway's processes' memory: RSS, or PSS for a tree (`process_memory_column`).
+PROCESS_MEMORY = Figure("rss_mb", 1, criterion="memory_mb")
 # Memory that stops growing is what memory does; only a known limit makes it a ceiling.
-LIMIT_ONLY = frozenset({"heap_used_mb", "rss_mb"})
+LIMIT_ONLY = frozenset({"heap_used_mb", "rss_mb", "pss_mb"})
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,8 @@ def ceilings(run: RunData, start: Onset, criteria_limits: dict[str, float]) -> l
     known limit, those only: the plateaus beside them are then more likely effects than
     causes (connections stop growing when every request is refused at once)."""
     found = []
-    for figure in FIGURES:
+    memory = replace(PROCESS_MEMORY, column=process_memory_column(run))
+    for figure in (*FIGURES, memory):
         series = run.column(figure.column)
         if series.empty:
             continue

@@ -14,8 +14,9 @@ rate, throughput, gateway CPU and memory, memory per session) with its change. A
   requests above it: the p99 of a 10-request window is its maximum, and two runs' maxima
   differ "significantly" on a machine a little busier in one run than in the other;
 - error rate: more than one point, and significant by a two-proportion z-test (p < 0.01);
-- memory (peak RSS, memory per session): more than `--threshold-pct`; one value per run, so no
-  test: marked as such.
+- memory (peak, memory per session): more than `--threshold-pct`; one value per run, so no
+  test: marked as such. The peak of RSS against that of PSS (one run counted the gateway's
+  children, the other did not) is not comparable.
 
 Flagged changes for the worse are regressions: the exit code is 1 if there is any, else 0.
 `compare.json` and `compare.md` are written into the RUN folder.
@@ -34,7 +35,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.latency import percentile
-from analysis.memory import rss_series
+from analysis.memory import memory_series
 from analysis.run_data import RunData, RunDataError, load_run
 from analysis.timeline import new_window_histogram
 
@@ -189,16 +190,24 @@ def compare(base: RunData, run: RunData, threshold_pct: float = 20.0) -> list[Ch
         p_value=mann_whitney_p(list(base_cpu), list(run_cpu)),
     )
     changes.append(judge_change(cpu, threshold_pct, 2.0))
-    (_, base_rss), (_, run_rss) = rss_series(base), rss_series(run)
+    (base_figure, base_memory), (run_figure, run_memory) = memory_series(base), memory_series(run)
     memory = Change(
         "gateway memory, peak (MB)",
-        round(float(base_rss.max()), 1) if not base_rss.empty else None,
-        round(float(run_rss.max()), 1) if not run_rss.empty else None,
+        round(float(base_memory.max()), 1) if not base_memory.empty else None,
+        round(float(run_memory.max()), 1) if not run_memory.empty else None,
         "MB",
         "higher",
         tested=False,
     )
-    changes.append(judge_change(memory, threshold_pct, 5.0))
+    if base_figure != run_figure:
+        # RSS of one process against PSS of a tree (children counted in one run only, say).
+        memory.metric = (
+            f"gateway memory, peak (MB; {base_figure or '-'} against {run_figure or '-'})"
+        )
+        memory.verdict = "not comparable"
+        changes.append(memory)
+    else:
+        changes.append(judge_change(memory, threshold_pct, 5.0))
     return changes
 
 

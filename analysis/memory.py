@@ -1,6 +1,10 @@
 """The gateway's memory: how much each live session costs, and whether it leaks.
 
-- **Memory per session**: the least-squares slope of RSS against the gateway's live sessions
+Memory is the gateway's processes' (`memory_series`): RSS for a gateway that is one process,
+PSS for one that runs children (a browser per session), which counts the pages they share once
+where RSS counts them in every process; else its own resident-memory metric, else its heap.
+
+- **Memory per session**: the least-squares slope of memory against the gateway's live sessions
   over the run's samples, with its standard error and 95 % interval. Only estimated when the
   session count moved enough to say anything (`min_session_spread`).
 - **Leak**: memory that grows with time while the load that holds memory does not. The load
@@ -9,8 +13,8 @@
   entries of the gateway's bounded caches (`cache_<name>_entries`, when its metrics name them;
   a cache that grew at one pace the whole run, its bound never reached, explains nothing: it
   cannot be told from a leak, and its memory is counted in the trend).
-  After the warm-up, the trend of RSS over time *holding those figures fixed* is the
-  Theil-Sen slope of RSS's residual against time's residual, both taken after a least-squares
+  After the warm-up, the trend of memory over time *holding those figures fixed* is the
+  Theil-Sen slope of memory's residual against time's residual, both taken after a least-squares
   fit on the figures (Frisch-Waugh-Lovell), with its 95 % interval (Kendall's S). Samples are
   averaged into at most 200 consecutive groups first: neighbouring seconds are not
   independent, and the interval would otherwise be too narrow.
@@ -33,6 +37,7 @@ import pandas as pd
 from analysis.criteria import AnalysisSettings
 from analysis.run_data import RunData
 from monitors.alerts import theil_sen, thinned
+from monitors.process import memory_column
 from monitors.prometheus import CACHE_KEY
 
 Z95 = 1.96
@@ -53,9 +58,20 @@ LATE_FRACTION = 1 / 3  # growth that keeps on must still be there in the last th
 CACHE_TIME_CORRELATION = 0.99
 
 
-def rss_series(run: RunData) -> tuple[str, pd.Series]:
-    """The gateway's resident memory in MB: psutil's if sampled, else its own metric."""
-    for name in ("rss_mb", "target_rss_mb", "heap_used_mb"):
+def process_memory_column(run: RunData) -> str:
+    """The sampled figure of the gateway's processes' memory in this run: PSS when any sample
+    counted more than one process, else RSS (`monitors.process.memory_column`). Chosen for the
+    whole run, not sample by sample: a tree's first child would otherwise join two figures.
+    A run sampled before PSS was has RSS only."""
+    processes = run.column("processes")
+    column = memory_column(float(processes.max()) if not processes.empty else None)
+    return column if not run.column(column).empty else "rss_mb"
+
+
+def memory_series(run: RunData) -> tuple[str, pd.Series]:
+    """The gateway's memory in MB, and which figure it is: its processes' if they were
+    sampled (`process_memory_column`), else its own resident-memory metric, else its heap."""
+    for name in (process_memory_column(run), "target_rss_mb", "heap_used_mb"):
         series = run.column(name)
         if not series.empty:
             return name, series
@@ -72,10 +88,29 @@ def sessions_series(run: RunData) -> tuple[str, pd.Series]:
     return "", pd.Series(dtype=float)
 
 
+def memory_basis(run: RunData) -> dict[str, Any]:
+    """What the run's memory figures are of, for the report: the figure (`pss_mb`, `rss_mb`,
+    `target_rss_mb`, `heap_used_mb`, or None), the most processes counted at once and their
+    names (from the summary's `resources.process_tree`), whether children were looked for, and
+    for PSS how many processes at most had their RSS counted instead."""
+    source, _ = memory_series(run)
+    counted = (run.summary.get("resources") or {}).get("process_tree") or {}
+    processes, unreadable = run.column("processes"), run.column("pss_unreadable")
+    return {
+        "figure": source or None,
+        "processes": int(processes.max()) if not processes.empty else None,
+        "names": counted.get("names_at_most") or {},
+        "children_counted": counted.get("children"),
+        "pss_unreadable": int(unreadable.max())
+        if source == "pss_mb" and not unreadable.empty
+        else 0,
+    }
+
+
 def memory_per_session(run: RunData, settings: AnalysisSettings) -> dict[str, Any]:
-    source, rss = rss_series(run)
+    source, memory = memory_series(run)
     sessions_source, sessions = sessions_series(run)
-    frame = pd.concat({"rss": rss, "sessions": sessions}, axis=1).dropna()
+    frame = pd.concat({"memory": memory, "sessions": sessions}, axis=1).dropna()
     if frame.empty:
         return {"estimated": False, "note": "no samples of memory and live sessions"}
     spread = frame["sessions"].max() - frame["sessions"].min()
@@ -85,7 +120,7 @@ def memory_per_session(run: RunData, settings: AnalysisSettings) -> dict[str, An
             "note": f"live sessions varied by {spread:g} only (at least "
             f"{settings.min_session_spread} needed to separate them from the baseline)",
         }
-    x, y = frame["sessions"].to_numpy(float), frame["rss"].to_numpy(float)
+    x, y = frame["sessions"].to_numpy(float), frame["memory"].to_numpy(float)
     slope, intercept = np.polyfit(x, y, 1)
     residuals = y - (slope * x + intercept)
     n = len(x)
@@ -125,20 +160,20 @@ def _residual(design: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def leak(run: RunData, settings: AnalysisSettings) -> dict[str, Any]:
-    source, rss = rss_series(run)
-    if len(rss) < MIN_LEAK_SAMPLES:
+    source, memory = memory_series(run)
+    if len(memory) < MIN_LEAK_SAMPLES:
         return _not_judged("too few memory samples to judge")
-    start, end = float(rss.index.min()), float(rss.index.max())
+    start, end = float(memory.index.min()), float(memory.index.max())
     after = start + settings.warmup_fraction * (end - start)
     figures = load_figures(run)
-    frame = pd.concat({"rss": rss, **{name: run.column(name) for name in figures}}, axis=1)
+    frame = pd.concat({"memory": memory, **{name: run.column(name) for name in figures}}, axis=1)
     frame = frame.sort_index()
     frame[figures] = frame[figures].ffill().fillna(0.0)
-    frame = frame[frame.index >= after].dropna(subset=["rss"])
+    frame = frame[frame.index >= after].dropna(subset=["memory"])
     if len(frame) < MIN_LEAK_SAMPLES:
         return _not_judged("too few samples after the warm-up")
     t = frame.index.to_numpy(float) - float(frame.index[0])
-    y = frame["rss"].to_numpy(float)
+    y = frame["memory"].to_numpy(float)
     varying = [n for n in figures if frame[n].std() > 0]
     steady_caches = [
         n

@@ -16,7 +16,7 @@ import pandas as pd
 
 from analysis.criteria import RUN_METRICS, STAGE_METRICS, AnalysisSettings, is_metric
 from analysis.latency import percentile
-from analysis.memory import leak, memory_per_session, rss_series
+from analysis.memory import leak, memory_per_session, memory_series
 from analysis.run_data import RunData
 from analysis.timeline import Windows
 
@@ -136,7 +136,7 @@ class RunMetrics:
         return Value(round(float(queue.iloc[-1] - queue.iloc[0]) / (end - start), 3), "/s")
 
     def memory_mb(self, _: str) -> Value:
-        _, rss = rss_series(self.run)
+        _, rss = memory_series(self.run)
         return Value(round(float(rss.max()), 1) if not rss.empty else None, "MB")
 
     def per_session(self, _: str) -> Value:

@@ -16,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from analysis.charts import Series, build_chart
 from analysis.latency import percentile
+from analysis.memory import process_memory_column
 from analysis.run_data import RunData
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "report_templates"
@@ -76,7 +77,7 @@ def charts(run: RunData, start: float, duration_s: float) -> list[Any]:
         built.append(build_chart("load", "", load, duration_s, marks))
     for key, names, unit in (
         ("cpu", ("cpu_pct",), "%"),
-        ("memory", ("rss_mb", "heap_used_mb"), "MB"),
+        ("memory", (process_memory_column(run), "heap_used_mb"), "MB"),
         ("queue", ("queue_depth", "sessions_active", "websocket_connections"), ""),
     ):
         series = []

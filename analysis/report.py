@@ -31,7 +31,7 @@ from analysis.criteria import (
     verdict_of,
 )
 from analysis.files import write_atomically
-from analysis.memory import rss_series
+from analysis.memory import memory_basis, memory_series
 from analysis.metrics import RunMetrics, Value, is_metric
 from analysis.render import LANGUAGES, render
 from analysis.run_data import RunData, load_run
@@ -127,7 +127,7 @@ def resource_rows(run: RunData, judgements: list[Judgement], criteria: CriteriaF
         (j for j in judgements if j.metric == "cpu_pct" and j.scope == "overall"), None
     )
     memory_limit = criteria.alerts.get("memory_mb", 1024.0)
-    _, rss = rss_series(run)
+    memory_figure, memory = memory_series(run)
     disk = run.column("disk_read_bytes_per_s").add(
         run.column("disk_write_bytes_per_s"), fill_value=0
     )
@@ -135,7 +135,7 @@ def resource_rows(run: RunData, judgements: list[Judgement], criteria: CriteriaF
         run.column("host_net_recv_bytes_per_s"), fill_value=0
     )
     rows = [
-        ("memory_mb", _figure(rss), memory_limit, "max"),
+        ("memory_mb", _figure(memory), memory_limit, "max"),
         ("heap_used_mb", _figure(run.column("heap_used_mb")), None, None),
         ("cpu_pct", _figure(run.column("cpu_pct")), cpu_limit.limit if cpu_limit else None, "max"),
         ("disk_io_mb_per_s", _figure(disk, scale=1 / MB), None, None),
@@ -158,7 +158,10 @@ def resource_rows(run: RunData, judgements: list[Judgement], criteria: CriteriaF
                 status = cpu_limit.status
             else:
                 status = "pass" if figure["peak"] <= limit else "degrade"
-        table.append({"resource": key, **figure, "limit": limit, "op": op, "status": status})
+        row = {"resource": key, **figure, "limit": limit, "op": op, "status": status}
+        if key == "memory_mb":
+            row["source"] = memory_figure  # pss_mb, rss_mb, ...: the label says which
+        table.append(row)
     return table
 
 
@@ -325,6 +328,7 @@ def build_report(run: RunData, criteria: CriteriaFile) -> dict[str, Any]:
         "not_applicable": skipped,
         "performance": performance_rows(run, judgements),
         "resources": resource_rows(run, judgements, criteria),
+        "gateway_memory": memory_basis(run),
         "stages": [{k: v for k, v in s.items() if k != "judgements"} for s in stages],
         "analysis": {
             "memory_per_session": metrics.memory_per_session,

@@ -21,7 +21,7 @@ BENCHMARKS: dict[str, tuple[list[str], float]] = {
     "latency": (["--seconds", "6", "--runs", "3"], 220.0),
     "cost": (["--window", "4", "--runs", "3"], 160.0),
     "gateway": (["--duration", "5", "--runs", "3"], 150.0),
-    "monitors": (["--duration", "10"], 45.0),
+    "monitors": (["--duration", "10"], 70.0),
     "report": (["--runs", "3"], 20.0),
 }
 

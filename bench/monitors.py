@@ -7,17 +7,24 @@ samples.csv, the alert checks) samples a reference gateway once a second for `--
 seconds in this process, alone; its CPU time (user + system) over the wall time is the cost,
 in % of one core. Measured against an idle gateway, then against one holding 1,000 sessions and
 200 open client connections (more for psutil's per-process connection count to walk), with the
-two halves (process sampler alone, scrape alone) apart. Target: under 1 % of one core.
+two halves (process sampler alone, scrape alone) apart; then a tree of 41 processes (a parent
+and 40 children sharing its memory, the shape of a gateway that runs a browser per session),
+counted whole (PSS, names) and with --no-monitor-children. Target: under 1 % of one core.
 Results replace the "monitors" section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
+import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -52,12 +59,9 @@ class Cost:
         return 1000.0 * self.cpu_s / max(1, self.samples)
 
 
-def measure(label: str, gateway: GatewayProcess, duration: float, *, process: bool,
-            scrape: bool) -> Cost:  # fmt: skip
-    monitor = ResourceMonitor(
-        pid=gateway.pid if process else None,
-        metrics_url=gateway.url + "/metrics" if scrape else None,
-    )
+def measure(label: str, duration: float, *, pid: int | None, metrics_url: str | None = None,
+            children: bool = True) -> Cost:  # fmt: skip
+    monitor = ResourceMonitor(pid=pid, metrics_url=metrics_url, include_children=children)
     me = psutil.Process()
     with tempfile.TemporaryDirectory() as folder:
         before, started = me.cpu_times(), time.monotonic()
@@ -89,6 +93,44 @@ def alert_check_cost(window_s: float = LEAK_WINDOW_MAX_S) -> Cost:
     return cost
 
 
+# A gateway's tree in the shape of one that runs a browser per session: a parent that touched
+# 32 MB before forking TREE_CHILDREN children, each of which touches 4 MB of its own.
+TREE = r"""
+import os, sys, time
+def touched(mb):
+    block = bytearray(mb * 2**20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    return block
+shared = touched(32)
+for _ in range(int(sys.argv[1])):
+    if os.fork() == 0:
+        private = touched(4)
+        time.sleep(600)
+        os._exit(0)
+time.sleep(1)
+print("ready", flush=True)
+time.sleep(600)
+"""
+TREE_CHILDREN = 40
+
+
+@contextlib.contextmanager
+def process_tree(children: int = TREE_CHILDREN) -> Iterator[int]:
+    """The pid of a TREE parent with `children` children; all killed at the end."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TREE, str(children)], stdout=subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        yield proc.pid
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
 def load_up(gateway: GatewayProcess) -> list[http.client.HTTPConnection]:
     """SESSIONS live sessions and CONNECTIONS open keep-alive connections on the gateway."""
     with httpx.Client(base_url=gateway.url, timeout=10) as client:
@@ -111,21 +153,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     costs: list[Cost] = []
     with GatewayProcess(["--session-idle-expiry-s", "0"]) as gateway:
-        costs.append(measure("idle gateway: sampler + scrape", gateway, args.duration,
-                             process=True, scrape=True))  # fmt: skip
+        metrics = gateway.url + "/metrics"
+        costs.append(measure("idle gateway: sampler + scrape", args.duration, pid=gateway.pid,
+                             metrics_url=metrics))  # fmt: skip
         connections = load_up(gateway)
         try:
             loaded = f"{SESSIONS:,} sessions, {CONNECTIONS} connections"
-            for label, process, scrape in (
-                (f"{loaded}: sampler + scrape", True, True),
-                (f"{loaded}: process sampler alone", True, False),
-                (f"{loaded}: scrape alone", False, True),
+            for label, pid, url in (
+                (f"{loaded}: sampler + scrape", gateway.pid, metrics),
+                (f"{loaded}: process sampler alone", gateway.pid, None),
+                (f"{loaded}: scrape alone", None, metrics),
             ):
-                costs.append(measure(label, gateway, args.duration, process=process,
-                                     scrape=scrape))  # fmt: skip
+                costs.append(measure(label, args.duration, pid=pid, metrics_url=url))
         finally:
             for connection in connections:
                 connection.close()
+    with process_tree() as pid:
+        tree = f"a tree of {TREE_CHILDREN + 1} processes (a browser per session's shape)"
+        costs.append(measure(f"{tree}: process sampler alone", args.duration, pid=pid))
+        costs.append(measure(f"{tree}, --no-monitor-children: its parent alone", args.duration,
+                             pid=pid, children=False))  # fmt: skip
     costs.append(alert_check_cost())
     # The whole monitor in a 24 h run: the loaded sampler + scrape, plus the full leak window.
     worst = costs[1].pct + costs[-1].pct

@@ -2,17 +2,22 @@
 
     python -m monitors [--url http://127.0.0.1:3000] [--pid N] [--interval 1] [--out DIR]
                        [--listen-port 8090] [--duration S] [--metrics-url URL|off]
-                       [--agent URL] [--children]
+                       [--agent URL] [--no-children]
 
 The same sampler as a load run (`ResourceMonitor`), on its own: to watch a gateway under real
 traffic, or before and after a run. The process is `--pid`, or the one listening on the local
-port of `--url`; the metrics are `<url>/metrics`; `--agent` polls a `python -m monitors.agent`
-beside a gateway on another machine. Every sample goes to `DIR/samples.csv` (default
+port of `--url`, with its children unless `--no-children` (a gateway that runs a browser per
+session spends most of its memory there; memory is then PSS, which counts the pages they
+share once, and the line says how many processes it counted); the metrics are
+`<url>/metrics`; `--agent` polls a `python -m monitors.agent` beside a gateway on another
+machine. Every sample goes to `DIR/samples.csv` (default
 `reports/monitor-<UTC timestamp>/`) and one compact line on stdout:
 
     14:02:07 t=12s | rss 71.2 MB | cpu 14.0 % | queue 0 | sessions 212 (ready 180) | ws 4 | alerts -
+    14:02:07 t=12s | pss 1105.3 MB (46 processes) | cpu 38.0 % | queue - | sessions 5 | ...
 
-and is served as JSON (`{"sample": {...}, "alerts": [...], "notes": [...]}`) on 127.0.0.1 only:
+and is served as JSON (`{"sample": {...}, "process_tree": {...}, "alerts": [...], "notes":
+[...]}`, `process_tree` as in a run's summary) on 127.0.0.1 only:
 `GET /stream` is a Server-Sent Events stream, one event per sample (1 Hz by default), and
 `GET /sample` the latest one. Ctrl-C or SIGTERM stop it (the samples file is closed, and the
 peaks, means and alerts are written to `DIR/resources.json`); `--duration S` stops it by itself.
@@ -39,7 +44,7 @@ import psutil
 from gevent.event import Event
 from gevent.pywsgi import WSGIServer
 
-from monitors.process import pid_listening_on
+from monitors.process import memory_column, pid_listening_on
 from monitors.resources import ResourceMonitor
 from monitors.storage import read_samples
 
@@ -92,17 +97,21 @@ def _figure(sample: dict[str, Any], key: str, unit: str = "", digits: int = 0) -
 
 
 def compact_line(latest: dict[str, Any], alerts: list[str]) -> str:
-    """One sample as one line: rss, cpu, queue depth, sessions, WebSocket connections, alerts."""
+    """One sample as one line: memory, cpu, queue depth, sessions, WebSocket connections,
+    alerts. Memory is RSS for a process alone, PSS for a tree (with its processes counted)."""
     now = dt.datetime.now().strftime("%H:%M:%S")
-    rss = _figure(latest, "rss_mb", " MB", 1)
-    if rss == "-":
-        rss = _figure(latest, "target_rss_mb", " MB", 1)
+    column = memory_column(latest.get("processes"))
+    memory = f"{column.removesuffix('_mb')} {_figure(latest, column, ' MB', 1)}"
+    if column == "pss_mb":
+        memory += f" ({_figure(latest, 'processes')} processes)"
+    elif "rss_mb" not in latest:
+        memory = f"rss {_figure(latest, 'target_rss_mb', ' MB', 1)}"
     sessions = _figure(latest, "sessions_active")
     if "sessions_ready" in latest:
         sessions += f" (ready {_figure(latest, 'sessions_ready')})"
     parts = [
         f"{now} t={latest.get('t', 0):.0f}s",
-        f"rss {rss}",
+        memory,
         f"cpu {_figure(latest, 'cpu_pct', ' %', 1)}",
         f"queue {_figure(latest, 'queue_depth')}",
         f"sessions {sessions}",
@@ -253,7 +262,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--agent", default="", help="URL of a monitors.agent on another machine")
     parser.add_argument(
-        "--children", action="store_true", help="count the process's children in its samples"
+        "--children",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="count the process's children (and theirs) in its samples: memory as PSS, CPU "
+        "summed (default; --no-children: the process alone)",
     )
     args = parser.parse_args(argv)
     if args.interval < 0.1:

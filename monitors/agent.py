@@ -1,11 +1,13 @@
 """A remote agent: the gateway's process samples, served over HTTP from the gateway's machine.
 
     python -m monitors.agent --pid N | --port P [--host 127.0.0.1] [--listen-port 9464]
-                             [--children]
+                             [--no-children]
 
-`GET /sample` answers the JSON of one `ProcessSampler.sample()` (RSS, CPU, threads, open files,
-connections, disk I/O; CPU % and rates are computed against the previous `/sample` call, so
-poll it from one client at a steady pace: the suite does, once a second). `GET /health`
+`GET /sample` answers the JSON of one `ProcessSampler.sample()` (RSS and PSS, CPU, threads,
+open files, connections, disk I/O, summed over the process and its children unless
+`--no-children`, and which processes those were; CPU % and rates are computed against the
+previous `/sample` call, so poll it from one client at a steady pace: the suite does, once a
+second). `GET /health`
 answers the PID sampled. The process is the one given by `--pid`, or the one listening on the
 local TCP port `--port` (looked up again if it restarts).
 
@@ -137,7 +139,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--listen-port", type=int, default=9464, help="port to listen on (default 9464; 0: any)"
     )
     parser.add_argument(
-        "--children", action="store_true", help="count the process's children in its samples"
+        "--children",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="count the process's children (and theirs) in its samples (default; "
+        "--no-children: the process alone)",
     )
     return parser.parse_args(argv)
 

@@ -6,7 +6,9 @@ Theil-Sen slope (the median of all pairwise slopes, robust to spikes) exceeds a 
 the lower bound of its 95 % confidence interval (from Kendall's S) is above zero: growth that is
 both material and consistent, and only over stretches where the load (users and live sessions)
 held still: memory that follows a ramp of load is not a leak. The final verdict on leaks is
-the report's, over the whole run; this is the early warning.
+the report's, over the whole run; this is the early warning. Memory is the heap where the
+gateway's metrics give it, else its process tree's (RSS for one process, PSS for a tree:
+`monitors.process.memory_column`); the leak window follows the latter.
 
 The thresholds come from the criteria file's `alerts:` section (`load_alert_rules`); the window
 is a quarter of the run's planned length, 20 s to 600 s (`leak_window_for`), unless that
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from monitors.process import memory_column
 
 Z95 = 1.96
 LEAK_WINDOW_MIN_S, LEAK_WINDOW_MAX_S = 20.0, 600.0
@@ -123,19 +127,21 @@ class AlertWatch:
     memory: deque[tuple[float, float]] = field(default_factory=deque)
     load: deque[tuple[float, float]] = field(default_factory=deque)  # (t, users + sessions)
     high_cpu_streak: int = 0
+    most_processes: float = 1.0  # the most the samples counted at once so far
     active: set[str] = field(default_factory=set)
     fired: list[Alert] = field(default_factory=list)
 
     def check(self, t: float, sample: dict[str, Any]) -> list[Alert]:
         new: list[Alert] = []
         self._track_load(t, sample)
-        memory_mb = sample.get("heap_used_mb") or sample.get("rss_mb")
+        process_mb = sample.get(self._memory_column(sample))
+        memory_mb = sample.get("heap_used_mb") or process_mb
         if memory_mb is not None:
             self._flag(
                 new, "high_memory", memory_mb > self.rules.memory_mb, t,
                 f"memory {memory_mb:.0f} MB above {self.rules.memory_mb:.0f} MB",
             )  # fmt: skip
-            self._watch_leak(new, t, sample.get("rss_mb", memory_mb))
+            self._watch_leak(new, t, process_mb if process_mb is not None else memory_mb)
         cpu = sample.get("cpu_pct_total")
         if cpu is not None:
             self.high_cpu_streak = self.high_cpu_streak + 1 if cpu > self.rules.cpu_pct else 0
@@ -146,9 +152,20 @@ class AlertWatch:
             )  # fmt: skip
         return new
 
-    def _watch_leak(self, new: list[Alert], t: float, rss_mb: float) -> None:
+    def _memory_column(self, sample: dict[str, Any]) -> str:
+        """The process figure that is the gateway's memory (`memory_column`), by the most
+        processes counted so far: from RSS to PSS when the first child appears, and the leak
+        window starts again then, since the two do not join."""
+        before = memory_column(self.most_processes)
+        self.most_processes = max(self.most_processes, float(sample.get("processes") or 1))
+        column = memory_column(self.most_processes)
+        if column != before:
+            self.memory.clear()
+        return column
+
+    def _watch_leak(self, new: list[Alert], t: float, memory_mb: float) -> None:
         window = self.memory
-        window.append((t, rss_mb))
+        window.append((t, memory_mb))
         while window and window[0][0] < t - self.rules.leak_window_s:
             window.popleft()
         span = window[-1][0] - window[0][0] if window else 0.0

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from flask import Response, request
 
+from monitors.process import names_text
 from monitors.resources import COLUMNS, INTERVAL_S, ResourceMonitor
 
 if TYPE_CHECKING:
@@ -51,7 +52,10 @@ STATS_ENDPOINT = "locust.request_stats"  # Locust's blueprint is named "locust"
 
 ABOUT = {
     "t": "seconds since the run started, at this sample",
-    "rss_mb": "gateway resident memory, MB",
+    "rss_mb": "gateway resident memory (RSS, summed over its processes), MB",
+    "pss_mb": "gateway proportional memory (PSS: pages its processes share counted once), MB",
+    "processes": "gateway processes counted (its own and its children)",
+    "pss_unreadable": "gateway processes whose PSS could not be read (their RSS counted)",
     "cpu_pct": "gateway CPU, % of one core",
     "cpu_pct_total": "gateway CPU, % of the whole machine",
     "threads": "gateway threads",
@@ -105,15 +109,19 @@ def live_rows(
             }
         )
     sample = live.get("sample", {})
+    tree = live.get("process_tree") or {}
     for key in sorted(sample, key=lambda k: (ORDER.get(k, len(ORDER)), k)):
         figure = figures.get(key, {})
+        about = ABOUT.get(key, "")
+        if key == "processes" and tree.get("names_latest"):
+            about = f"gateway processes counted: {names_text(tree['names_latest'])}"
         rows.append(
             {
                 "figure": key,
                 "value": _finite(sample[key]),
                 "peak": _finite(figure.get("peak", "")),
                 "mean": _finite(figure.get("mean", "")),
-                "about": ABOUT.get(key, ""),
+                "about": about,
             }
         )
     if not sample:

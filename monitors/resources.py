@@ -1,11 +1,13 @@
 """The gateway's resources and metrics, sampled once a second on the master (or local runner).
 
-Each tick takes what is available: the gateway's process (psutil, when its PID is known: the
-embedded gateway, `--target-pid`, or the process listening on the target's local port), its
+Each tick takes what is available: the gateway's process and its children (psutil, when its
+PID is known: the embedded gateway, `--target-pid`, or the process listening on the target's
+local port; `monitors.process`), its
 Prometheus metrics, or a remote agent's sample (`python -m monitors.agent`) when the gateway
 runs elsewhere. Samples stream to the run's `samples.csv`; the latest one and the alerts feed
 the live view. Generators' own CPU and memory arrive from the workers with their stats reports
-(`monitors.generator`) and are stored in the same file, one `source` each.
+(`monitors.generator`) and are stored in the same file, one `source` each. Which processes
+the samples counted (`CountedProcesses`) goes to the summary, beside the figures' peaks.
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ import httpx
 import psutil
 
 from monitors.alerts import Alert, AlertRules, AlertWatch
-from monitors.process import ProcessSampler
+from monitors.process import CountedProcesses, ProcessSampler
 from monitors.prometheus import MetricsScraper
 from monitors.storage import SampleWriter
 
 log = logging.getLogger("monitors")
 INTERVAL_S = 1.0
 COLUMNS = [
-    "rss_mb", "cpu_pct", "cpu_pct_total", "threads", "open_files", "connections",
+    "rss_mb", "pss_mb", "processes", "cpu_pct", "cpu_pct_total", "threads", "open_files",
+    "connections",
     "disk_read_bytes_per_s", "disk_write_bytes_per_s", "disk_read_ops_per_s",
     "disk_write_ops_per_s", "host_net_sent_bytes_per_s", "host_net_recv_bytes_per_s",
     "queue_depth", "queue_capacity", "sessions_active", "sessions_ready", "sessions_limit",
@@ -61,7 +64,7 @@ class ResourceMonitor:
         pid: int | None,
         metrics_url: str | None,
         agent_url: str | None = None,
-        include_children: bool = False,
+        include_children: bool = True,
         rules: AlertRules | None = None,
         users: Callable[[], int] | None = None,
         sessions: Callable[[], float] | None = None,
@@ -90,6 +93,7 @@ class ResourceMonitor:
         self.watch = AlertWatch(self.rules)
         self.latest: dict[str, Any] = {}
         self.aggregates: dict[str, list[float]] = {}  # field -> [count, sum, min, max]
+        self.counted = CountedProcesses()
         self.writer: SampleWriter | None = None
         self.started = 0.0
         self._loop: gevent.Greenlet | None = None
@@ -99,6 +103,7 @@ class ResourceMonitor:
         self.watch = AlertWatch(self.rules)
         self.latest = {}
         self.aggregates = {}
+        self.counted = CountedProcesses()
         self.writer = SampleWriter(samples_path, COLUMNS)
         self.started = time.monotonic()
         self._loop = gevent.spawn(self._run)
@@ -136,6 +141,10 @@ class ResourceMonitor:
             sample["users"] = self.users()
         if self.sessions is not None:
             sample["suite_sessions_open"] = self.sessions()
+        # Which processes were counted: for the summary, not a figure of every stored row.
+        tree = sample.pop("tree", None)
+        if isinstance(tree, dict):
+            self.counted.observe(tree)
         return sample
 
     def _run(self) -> None:
@@ -159,7 +168,7 @@ class ResourceMonitor:
 
     def _aggregate(self, sample: dict[str, Any]) -> None:
         for key, value in sample.items():
-            if not isinstance(value, int | float):
+            if not isinstance(value, int | float) or isinstance(value, bool):
                 continue
             entry = self.aggregates.get(key)
             if entry is None:
@@ -171,8 +180,8 @@ class ResourceMonitor:
                 entry[3] = max(entry[3], value)
 
     def summary(self) -> dict[str, Any]:
-        """Peak, mean and minimum of every sampled figure, the alerts (and the rules they
-        followed), and the notes."""
+        """Peak, mean and minimum of every sampled figure, which processes were counted, the
+        alerts (and the rules they followed), and the notes."""
         figures = {
             key: {
                 "samples": int(count),
@@ -184,6 +193,7 @@ class ResourceMonitor:
         }
         return {
             "figures": figures,
+            "process_tree": self.counted.as_dict(),
             "alerts": [a.as_dict() for a in self.watch.fired],
             "notes": list(self.notes),
             "interval_s": self.interval_s,
@@ -191,9 +201,11 @@ class ResourceMonitor:
         }
 
     def live(self) -> dict[str, Any]:
-        """What the live view shows: the latest sample, the alerts so far, and the notes."""
+        """What the live view shows: the latest sample, which processes it counted, the alerts
+        so far, and the notes."""
         return {
             "sample": self.latest,
+            "process_tree": self.counted.as_dict(),
             "alerts": [a.as_dict() for a in self.watch.fired],
             "notes": list(self.notes),
         }

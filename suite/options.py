@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -118,10 +119,11 @@ def add_options(parser: Any) -> None:
     )
     parser.add_argument(
         "--monitor-children",
-        action="store_true",
-        default=False,
+        action=argparse.BooleanOptionalAction,
+        default=True,
         include_in_web_ui=False,
-        help="count the gateway's child processes in its resource samples",
+        help="count the gateway's child processes (a browser per session, say) in its resource "
+        "samples, memory as PSS (default; --no-monitor-children: its own process alone)",
     )
     parser.add_argument(
         "--profile-gateway",

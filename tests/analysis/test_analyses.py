@@ -20,7 +20,7 @@ from analysis.breaking_point import breaking_point, graceful, judge_stages
 from analysis.ceilings import onset
 from analysis.criteria import AnalysisSettings, CriteriaFile, Criterion, judge, load_criteria
 from analysis.latency import LatencyBook
-from analysis.memory import leak, memory_per_session
+from analysis.memory import leak, memory_basis, memory_per_session, memory_series
 from analysis.metrics import RunMetrics, is_metric
 from analysis.report import build_report, judge_run
 from analysis.run_data import RunData, RunDataError, load_run
@@ -189,6 +189,48 @@ def test_memory_falls_back_to_the_gateways_own_figure() -> None:
     assert estimate["memory_source"] == "target_rss_mb"
     assert estimate["mb"] == pytest.approx(0.5, abs=1e-4)
     assert estimate["baseline_mb"] == pytest.approx(80.0, abs=0.05)
+
+
+def test_a_tree_is_judged_on_its_pss_for_the_whole_run() -> None:
+    """A gateway that starts a browser per session: RSS summed over its processes counts their
+    shared pages in each (50 MB a session here), PSS once (20 MB a session, the truth). PSS is
+    the figure from the first sample on, its first child's arrival no seam in the series."""
+    sessions = np.arange(0.0, 60.0)
+    processes = 1.0 + sessions  # the gateway, and one browser per session
+    run = in_memory(
+        unix=T0 + sessions,
+        rss_mb=100.0 + 50.0 * sessions,
+        pss_mb=90.0 + 20.0 * sessions,
+        processes=processes,
+        sessions_active=sessions,
+    )
+    assert memory_series(run)[0] == "pss_mb"
+    estimate = memory_per_session(run, SETTINGS)
+    assert estimate["memory_source"] == "pss_mb"
+    assert estimate["mb"] == pytest.approx(20.0, abs=1e-4)
+    assert RunMetrics(run, SETTINGS).value("memory_mb").value == pytest.approx(90.0 + 20 * 59)
+    assert memory_basis(run) == {
+        "figure": "pss_mb",
+        "processes": 60,
+        "names": {},  # the summary's process_tree, absent here
+        "children_counted": None,
+        "pss_unreadable": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        {"rss_mb": 100.0, "pss_mb": 70.0, "processes": 1.0},  # a process alone: its RSS
+        {"rss_mb": 100.0},  # a run sampled before PSS was
+    ],
+)
+def test_a_process_alone_is_judged_on_its_rss(columns: dict[str, float]) -> None:
+    t = np.arange(30.0)
+    run = in_memory(unix=T0 + t, **{k: np.full(t.size, v) for k, v in columns.items()})
+    assert memory_series(run)[0] == "rss_mb"
+    assert memory_basis(run)["figure"] == "rss_mb"
+    assert RunMetrics(run, SETTINGS).value("memory_mb").value == 100.0
 
 
 def test_memory_per_session_without_samples() -> None:
@@ -809,6 +851,28 @@ def test_cpu_at_its_criterions_limit_is_the_ceiling_and_not_said_twice(tmp_path:
     assert [f["kind"] for f in found] == ["ceiling", "errors"], found  # no cpu_saturation
     assert found[0]["text_key"] == "ceilings.cpu_pct.at_limit"
     assert (found[0]["evidence"]["level"], found[0]["evidence"]["limit"]) == (97, 80)
+
+
+def test_a_trees_pss_at_the_memory_limit_is_the_ceiling_not_its_rss(tmp_path: Path) -> None:
+    """RSS summed over a browser per session is far over the limit the whole run; what the
+    tree holds, its PSS, reaches it as the errors begin."""
+    t = np.arange(0.0, 41.0)
+    memory_too = CriteriaFile(
+        criteria=(
+            *ERRORS_ONLY.criteria,
+            Criterion(name="memory", metric="memory_mb", max=1000, severity="degrade"),
+        )
+    )
+    metrics, judgements = capped_run(
+        tmp_path,
+        memory_too,
+        rss_mb=np.full(t.size, 4000.0),
+        pss_mb=np.where(t >= 31, 995.0, 600.0),
+        processes=np.full(t.size, 46.0),
+    )
+    found = find_bottlenecks(metrics, judgements)
+    assert found[0]["text_key"] == "ceilings.pss_mb.at_limit", found
+    assert (found[0]["evidence"]["level"], found[0]["evidence"]["limit"]) == (995, 1000)
 
 
 def test_errors_that_no_figure_explains_say_so(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.compare import Change, judge_change, mann_whitney_p, window_values
+from analysis.compare import Change, compare, judge_change, mann_whitney_p, window_values
 from analysis.run_data import RunData
 from analysis.timeline import Windows
 
@@ -47,3 +47,20 @@ def test_one_slow_outlier_per_window_is_no_significant_p99_shift():
     slow = run_of([[22.0] * 10 for _ in range(60)])
     p = mann_whitney_p(window_values(base, "50"), window_values(slow, "50"))
     assert p is not None and p < 1e-10
+
+
+def sampled(**columns: list[float]) -> RunData:
+    """A run with gateway samples only, one a second."""
+    frame = pd.DataFrame({"unix": [float(i) for i in range(len(next(iter(columns.values()))))]})
+    frame = frame.assign(**columns)
+    return RunData(Path("."), {}, Windows(), [], frame, pd.DataFrame({"unix": []}))
+
+
+def test_the_peak_memory_of_a_process_and_of_a_tree_are_not_compared() -> None:
+    alone = sampled(rss_mb=[100.0, 120.0], processes=[1.0, 1.0])
+    tree = sampled(rss_mb=[900.0, 990.0], pss_mb=[300.0, 330.0], processes=[5.0, 6.0])
+    memory = next(c for c in compare(alone, tree) if c.metric.startswith("gateway memory"))
+    assert (memory.base, memory.run, memory.verdict) == (120.0, 330.0, "not comparable")
+    assert "rss_mb against pss_mb" in memory.metric and not memory.flagged
+    same = next(c for c in compare(tree, tree) if c.metric.startswith("gateway memory"))
+    assert (same.base, same.run, same.verdict) == (330.0, 330.0, "same")

@@ -16,6 +16,7 @@ from analysis.render import charts, number
 from analysis.report import main, write_report
 from analysis.run_data import load_run
 from analysis.timeline import Windows
+from monitors.process import TIMES
 from tests.analysis.synthetic import T0, make_summary, stage_dicts, write_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -381,3 +382,60 @@ def test_rate_charts_are_drawn_over_whole_seconds(tmp_path: Path) -> None:
     heights = sorted({y for _, y in points})
     assert len(heights) == 2, points  # 500/s, and 0 in second 10
     assert points[10][1] == max(heights)  # SVG's y grows downwards: the lowest point is 0
+
+
+# --- which processes the memory figures are of ------------------------------------------------
+
+
+def tree_run(folder: Path, names: dict[str, int], children: bool = True) -> Path:
+    """A 30-s run of a gateway whose samples counted `names` (a browser per session, say)."""
+    processes = sum(names.values())
+    samples = [
+        {
+            "unix": T0 + second,
+            "source": "gateway",
+            "rss_mb": 120.0 * processes,  # shared pages counted in every process
+            "pss_mb": 100.0 + 20.0 * (processes - 1),
+            "processes": float(processes),
+        }
+        for second in range(31)
+    ]
+    summary = make_summary(duration_s=30.0, requests={}, requests_per_s=None)
+    tree = {"children": children, "most_processes": processes, "names_at_most": names}
+    summary["resources"] = {"figures": {}, "process_tree": tree, "alerts": [], "notes": []}
+    return write_run(folder, summary, Windows(1.0), samples=samples)
+
+
+def test_the_report_says_which_processes_its_memory_is_of(tmp_path: Path) -> None:
+    folder = tree_run(tmp_path / "tree", {"node": 1, "chrome": 45})
+    model = write_report(folder)
+    assert model["gateway_memory"] == {
+        "figure": "pss_mb",
+        "processes": 46,
+        "names": {"node": 1, "chrome": 45},
+        "children_counted": True,
+        "pss_unreadable": 0,
+    }
+    memory = next(row for row in model["resources"] if row["resource"] == "memory_mb")
+    assert (memory["source"], memory["peak"]) == ("pss_mb", 1000.0)  # not 46 x 120 MB of RSS
+    names = f"(node {TIMES}1, chrome {TIMES}45)"  # the multiplication sign
+    said = f"Gateway memory: PSS of 46 processes {names}; PSS counts the pages"
+    markdown = (folder / "report.md").read_text(encoding="utf-8")
+    assert said in markdown and "| Memory PSS (MB) | 1,000 |" in markdown
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    assert said in html and "<td>Memory PSS (MB)</td>" in html
+    write_report(folder, lang="pt-BR")
+    markdown = (folder / "report.md").read_text(encoding="utf-8")
+    assert f"Memória do gateway: PSS de 46 processos {names}" in markdown
+
+
+def test_a_process_alone_is_its_rss_and_children_off_is_said(tmp_path: Path) -> None:
+    model = write_report(tree_run(tmp_path / "one", {"python": 1}))
+    assert model["gateway_memory"]["figure"] == "rss_mb"
+    markdown = (tmp_path / "one" / "report.md").read_text(encoding="utf-8")
+    assert "Gateway memory: RSS of 1 process (python)." in markdown
+    write_report(tree_run(tmp_path / "off", {"node": 1}, children=False))
+    markdown = (tmp_path / "off" / "report.md").read_text(encoding="utf-8")
+    assert "RSS of 1 process (node); child processes not counted (--no-monitor-children)." in (
+        markdown
+    )

@@ -23,8 +23,8 @@ from tests.e2e.conftest import GatewayCounts, Run, agrees, run_distributed
 
 REPORT_SECTIONS = {
     "schema_version", "generated_at", "run", "verdict", "criteria", "not_applicable",
-    "performance", "resources", "stages", "analysis", "bottlenecks", "latency", "service",
-    "requests", "arrivals", "resource_alerts", "notes", "lang",
+    "performance", "resources", "gateway_memory", "stages", "analysis", "bottlenecks",
+    "latency", "service", "requests", "arrivals", "resource_alerts", "notes", "lang",
 }  # fmt: skip
 
 
@@ -33,6 +33,13 @@ def check_distributed(run: Run, gateway_url: str, stages: int) -> None:
     assert "Traceback" not in run.stderr, run.explain()
     assert run.summary["workers"] == 2
     assert set(run.report) == REPORT_SECTIONS, set(run.report) ^ REPORT_SECTIONS
+    # The master sampled the gateway (one process, children looked for): its RSS.
+    memory = run.report["gateway_memory"]
+    assert (memory["figure"], memory["processes"], memory["children_counted"]) == (
+        "rss_mb",
+        1,
+        True,
+    )
     assert run.verdict == "approved", run.report["verdict"]
     assert len(run.report["stages"]) == stages
     assert (run.report_dir / "report.html").is_file()

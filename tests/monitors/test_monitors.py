@@ -108,6 +108,10 @@ def test_memory_per_session_is_found(start_gateway, tmp_path: Path) -> None:
     figures = run.summary["resources"]["figures"]
     assert figures["sessions_active"]["peak"] >= s1
     assert figures["rss_mb"]["peak"] >= r1
+    # Children looked for by default; the reference gateway has none: its memory is its RSS.
+    counted = run.summary["resources"]["process_tree"]
+    assert counted["children"] and counted["most_processes"] == 1, counted
+    assert counted["memory"] == "rss_mb" and list(counted["names_at_most"].values()) == [1]
 
 
 # --- 2. the live leak alert -------------------------------------------------------------------
@@ -370,6 +374,21 @@ def test_leak_alert_fires_once_on_growth_not_on_noise() -> None:
     assert "MB/min" in leaking.fired[0].message
 
 
+def test_the_alerts_follow_a_trees_pss_from_its_first_child_on() -> None:
+    """A gateway alone, then with a browser per session: its RSS summed over the tree would
+    jump and climb (shared pages counted in each process), its PSS holds still. The alerts
+    judge the PSS from the first child on, the leak window started again there."""
+    watch = AlertWatch(AlertRules(memory_mb=500.0, leak_mb_per_min=1.0, leak_window_s=60.0))
+    for t in range(30):
+        watch.check(t, {"rss_mb": 100.0, "pss_mb": 70.0, "processes": 1})
+    assert [t for t, _ in watch.memory] == list(range(30))  # RSS, the process alone
+    for t in range(30, 200):
+        tree = {"rss_mb": 300.0 + 5 * t, "pss_mb": 150.0, "processes": 6}
+        assert not watch.check(t, tree), t  # no high memory, no leak: the PSS is flat
+        if t == 30:
+            assert list(watch.memory) == [(30, 150.0)]  # RSS and PSS do not join
+
+
 def test_a_long_leak_window_stays_cheap_and_still_sees_a_leak() -> None:
     """The plan's 24 h run gets a 600 s window: Theil-Sen on 600 points would cost ~70 ms a
     second; thinned to LEAK_MAX_POINTS it must stay in the low milliseconds."""
@@ -467,15 +486,15 @@ def test_cpu_of_a_busy_process_is_one_core(spawn) -> None:
 
 
 @pytest.mark.exclusive
-def test_children_count_only_when_asked(spawn) -> None:
+def test_children_count_unless_told_not_to(spawn) -> None:
     parent = spawn(
         "import subprocess, sys; subprocess.run([sys.executable, '-c', 'while True: pass'])"
     )
     deadline = time.monotonic() + 10
     while not psutil.Process(parent.pid).children() and time.monotonic() < deadline:
         time.sleep(0.05)
-    alone = ProcessSampler(parent.pid)
-    family = ProcessSampler(parent.pid, include_children=True)
+    alone = ProcessSampler(parent.pid, include_children=False)
+    family = ProcessSampler(parent.pid)
     alone.sample()
     family.sample()
     time.sleep(1.5)
@@ -485,12 +504,16 @@ def test_children_count_only_when_asked(spawn) -> None:
 
 def test_a_sample_pauses_between_its_reads_and_reads_the_same(gateway: GatewayProcess) -> None:
     pauses: list[dict] = []
-    sampler = ProcessSampler(gateway.pid, pause=lambda: pauses.append({}))
-    plain = ProcessSampler(gateway.pid)
+    sampler = ProcessSampler(gateway.pid, False, pause=lambda: pauses.append({}))
+    plain = ProcessSampler(gateway.pid, False)
     paused, whole = sampler.sample(), plain.sample()
-    assert len(pauses) == 3  # after stat and status, after the descriptors, after io
+    # After finding the processes, then for each: stat and status, memory, descriptors, io.
+    assert len(pauses) == 5
     assert paused.keys() == whole.keys()
     assert paused["threads"] == whole["threads"] and paused["connections"] == whole["connections"]
+    pauses.clear()
+    ProcessSampler(gateway.pid, pause=lambda: pauses.append({})).sample()
+    assert len(pauses) > 5  # and within the pass over /proc that finds the children
 
 
 def test_connections_are_counted_as_psutil_counts_them(gateway: GatewayProcess) -> None:
