@@ -56,6 +56,7 @@ class ScenarioUser(FastHttpUser):
             self.network_timeout = self.connection_timeout = float(timeout)
         super().__init__(environment, *args, **kwargs)
         self._request_context: dict[str, Any] = {}
+        self._json_headers: tuple[Headers | None, Headers] = (None, {})
         self.profile: TargetProfile = getattr(self.environment, "target_profile", None) or (
             load_profile()
         )
@@ -178,7 +179,12 @@ class ScenarioUser(FastHttpUser):
 
     def send(self, request: Request, headers: Headers) -> Any:
         if request.body is not None:
-            headers = {**headers, "Content-Type": JSON}
+            # The session's headers with the body's type, made once per session, not per send.
+            cached, with_json = self._json_headers
+            if cached is not headers:
+                with_json = {**headers, "Content-Type": JSON}
+                self._json_headers = (headers, with_json)
+            headers = with_json
         return self.client.request(
             request.method,
             request.path,

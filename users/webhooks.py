@@ -39,14 +39,12 @@ class WebhookSender(ScenarioUser):
     def iteration(self) -> None:
         n = next(_sequence)
         started = time.perf_counter()
-        values = {
-            **self.values,
-            "timestamp_ms": int(time.time() * 1000),
-            "message_id": f"{self.prefix}-{n}",
-            "sender": self.numbers.pick(),
-            "recipient": self.numbers.pick(),
-            "text": random.choice(TEXTS).replace("{n}", str(n)),
-        }
+        values = self.values  # this user's own: filled anew for each event, not copied
+        values["timestamp_ms"] = int(time.time() * 1000)
+        values["message_id"] = f"{self.prefix}-{n}"
+        values["sender"] = self.numbers.pick()
+        values["recipient"] = self.numbers.pick()
+        values["text"] = random.choice(TEXTS).replace("{n}", str(n))
         with self.call("webhook", values, self.headers) as response:
             elapsed_ms = (time.perf_counter() - started) * 1000
             ok = response.status_code in self.success
