@@ -488,7 +488,9 @@ class NumberRecorder:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
-                if self.path.startswith("/api/sessions/"):
+                if self.path.endswith("/events"):
+                    self.answer(404)  # no events socket
+                elif self.path.startswith("/api/sessions/"):
                     self.answer(200, {"status": "ready"})
                 else:
                     self.answer(200 if self.path == "/health" else 404)
@@ -507,6 +509,7 @@ class NumberRecorder:
 
         class Server(http.server.ThreadingHTTPServer):
             daemon_threads = True
+            request_queue_size = 128  # 5 by default: senders connecting at once overflow it
 
             def handle_error(self, *_: Any) -> None:
                 pass  # a client gone at the end of the run: nothing to report

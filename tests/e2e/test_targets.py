@@ -30,7 +30,7 @@ def plan_with_webhook_acks(folder: Path) -> Path:
     return path
 
 
-# Five senders at about 4 messages/s each: under the reference gateway's webhook posting
+# Five senders at about 4 messages/s each for 5 s: under the reference gateway's webhook posting
 # capacity (8 workers of httpx, about 600 POSTs/s on an idle machine), which a burst exceeds:
 # the plan's burst reads its webhooks hundreds of ms behind its WebSocket, a true finding
 # about that gateway, not a difference of the two channels.
@@ -41,7 +41,7 @@ load:
   model: stages
   stages:
     - {duration: 1s, target: 5}
-    - {duration: 10s, target: 5}
+    - {duration: 5s, target: 5}
 think_time: {min: 0.25, max: 0.25}
 users:
   MessageSender:
@@ -67,7 +67,7 @@ def test_webhook_acks_agree_with_the_websocket_on_the_same_messages(tmp_path):
         f"{hook['requests']}, p50 {hook['latency']['p50_ms']} ms"
     )
     accepted = run.summary["messages"]["accepted"]
-    assert accepted >= 100
+    assert accepted >= 60
     assert ws["requests"] == hook["requests"] == accepted  # the same messages
     assert ws["failures"] == hook["failures"] == 0
     assert abs(ws["latency"]["p50_ms"] - hook["latency"]["p50_ms"]) <= 5.0

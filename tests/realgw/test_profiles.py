@@ -43,7 +43,7 @@ def test_evolution_sessions_compressed(evolution_gateway: RealGateway, tmp_path:
     run = locust_in(
         gateway, "sessions", tmp_path / "kept", *key, "--keep-sessions", time_scale=0.02
     )
-    assert run.returncode in (0, 1), run.explain()  # a verdict, Approved or not
+    assert run.returncode in (0, 1, 3), run.explain()  # a verdict: Approved, Failed, Degraded
     summary = run.summary
     created, theirs = summary["sessions"]["created"], gateway.count()
     errors = summary["totals"]["error_rate_pct"]
@@ -64,7 +64,7 @@ def test_evolution_sessions_compressed(evolution_gateway: RealGateway, tmp_path:
     assert gateway.wait_count(0, timeout_s=60) == 0
 
     run = locust_in(gateway, "sessions", tmp_path / "cleaned", *key, time_scale=0.005)
-    assert run.returncode in (0, 1), run.explain()
+    assert run.returncode in (0, 1, 3), run.explain()
     created, deleted = run.summary["sessions"]["created"], run.summary["sessions"]["deleted"]
     print(f"evolution cleanup: created {created}, deleted {deleted}, left {gateway.count()}")
     assert created > 0 and deleted == created
