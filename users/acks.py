@@ -29,19 +29,20 @@ DELIVERED = "message delivered"
 class AckChannels:
     def __init__(self, user: ScenarioUser, timeout_s: float) -> None:
         self.user = user
+        # The profile's channels with their trackers; `open` keeps the ones that connected.
+        self.planned: list[tuple[AckChannelSpec, DeliveryTracker]] = []
         self.trackers: list[DeliveryTracker] = []
-        self.specs: list[AckChannelSpec] = []
         self.channels: list[Any] = []
         self.webhook: WebhookChannel | None = None
         for i, spec in enumerate(user.profile.ack_channels):
             name = DELIVERED if i == 0 else f"{DELIVERED} ({spec.kind})"
             count = user.count if i == 0 else _suffixed(user, spec.kind)
-            self.specs.append(spec)
-            self.trackers.append(DeliveryTracker(self.report, count, timeout_s, name=name))
+            tracker = DeliveryTracker(user.report, count, timeout_s, name=name)
+            self.planned.append((spec, tracker))
             if spec.kind == "webhook":
                 receiver = getattr(user.environment, "webhook_receiver", None)
                 if receiver is not None:
-                    self.webhook = WebhookChannel(receiver, spec.read, self.trackers[-1])
+                    self.webhook = WebhookChannel(receiver, spec.read, tracker)
                     self.webhook.open()
 
     def webhook_url(self) -> str:
@@ -49,37 +50,41 @@ class AckChannels:
 
     def open(self, values: dict[str, Any], headers: dict[str, str], registered: bool) -> None:
         """Connect the channels of a ready session; `registered`: the session was created with
-        the webhook's URL."""
-        host = self.user.host.rstrip("/")
-        for spec, tracker in list(zip(self.specs, self.trackers, strict=True)):
-            model = spec.model
-            read = spec.read.for_session(str(values["session_id"]))
-            if spec.kind == "websocket":
-                url = host.replace("http", "ws", 1) + fill(model.url, values)
-                channel = WebSocketChannel(
-                    url, headers, read, tracker, self.report, self.user.count
-                )
-            elif spec.kind == "socketio":
-                channel = SocketIOChannel(
-                    host,
-                    fill(model.namespace, values),
-                    sorted(spec.read.events) or ["message"],
-                    headers,
-                    fill(model.query, values),
-                    read,
-                    tracker,
-                    self.report,
-                    self.user.count,
-                )
-            else:
-                if self.webhook is None or (not registered and not self._register(values)):
+        the webhook's URL. Only the trackers of channels that work measure anything."""
+        for spec, tracker in self.planned:
+            if spec.kind == "webhook":
+                if self.webhook is not None and (registered or self._register(values)):
+                    self.trackers.append(tracker)
+                else:
                     self.user.count("acks_untracked")
-                    self.trackers.remove(tracker)
                 continue
+            channel = self._channel(spec, tracker, values, headers)
             if channel.open():
                 self.channels.append(channel)
-            else:
-                self.trackers.remove(tracker)
+                self.trackers.append(tracker)
+
+    def _channel(
+        self,
+        spec: AckChannelSpec,
+        tracker: DeliveryTracker,
+        values: dict[str, Any],
+        headers: dict[str, str],
+    ) -> WebSocketChannel | SocketIOChannel:
+        host, model, report, count = (
+            self.user.host.rstrip("/"),
+            spec.model,
+            self.user.report,
+            self.user.count,
+        )
+        read = spec.read.for_session(str(values["session_id"]))
+        if spec.kind == "websocket":
+            url = host.replace("http", "ws", 1) + fill(model.url, values)
+            return WebSocketChannel(url, headers, read, tracker, report, count)
+        events = sorted(spec.read.events) or ["message"]
+        namespace, query = fill(model.namespace, values), fill(model.query, values)
+        return SocketIOChannel(
+            host, namespace, events, headers, query, read, tracker, report, count
+        )
 
     def _register(self, values: dict[str, Any]) -> bool:
         if "set_webhook" not in self.user.profile.requests:
@@ -112,16 +117,6 @@ class AckChannels:
         if self.webhook is not None:
             self.webhook.close()
         self.channels = []
-
-    def report(self, name: str, started: float, exception: Exception | None) -> None:
-        self.user.environment.events.request.fire(
-            request_type="WS",
-            name=name,
-            response_time=(time.perf_counter() - started) * 1000,
-            response_length=0,
-            exception=exception,
-            context={},
-        )
 
 
 def _suffixed(user: ScenarioUser, suffix: str) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -14,6 +15,7 @@ from locust.exception import StopUser
 
 from shapes.pacing import pacing_of
 from users.auth import Auth, AuthError, Headers, auth_of
+from users.cleanup import SessionCleanup
 from users.numbers import PhoneNumbers
 from users.profile import Request, TargetProfile, load_profile
 
@@ -63,6 +65,8 @@ class ScenarioUser(FastHttpUser):
         self.auth: Auth = getattr(self.environment, "target_auth", None) or auth_of(self.profile)
         # The user's --api-key and --profile-var values (suite.target_values): never logged.
         self.given: Mapping[str, str] = getattr(self.environment, "target_values", None) or {}
+        # The sessions this user created (`create_session`), deleted by `delete_own_sessions`.
+        self.cleanup = SessionCleanup(self.profile, self.host, self.count)
 
     def iteration(self) -> None:
         raise NotImplementedError
@@ -128,8 +132,34 @@ class ScenarioUser(FastHttpUser):
             return done.value
         except AuthError as exc:
             self.count("auth_failed")
-            self.record_failure("auth", exc)
+            self.report("auth", exception=exc)
             return None
+
+    def create_session(self, values: dict[str, Any], headers: Headers) -> bool:
+        """Send the profile's create-session request; on success the session's id (read from
+        the answer, or the name the suite chose) goes into `values["session_id"]`, it is
+        counted as `sessions_created`, and `self.cleanup` deletes it when the user stops."""
+        spec = self.profile.requests["create_session"]
+        with self.call("create_session", values, headers) as response:
+            if response.status_code not in spec.success:
+                response.failure(self.failure_reason(response))
+                return False
+            session_id = values["session_name"]
+            if "session_id" in spec.readers:
+                session_id = spec.read("session_id", self.answer(response))
+            if not session_id:
+                response.failure(f"no session id at {spec.model.session_id} in the answer")
+                return False
+            response.success()
+        self.count("sessions_created")
+        values["session_id"] = str(session_id)
+        self.cleanup.add(values, headers)
+        return True
+
+    def delete_own_sessions(self) -> None:
+        """Delete the sessions this user created, unless the run was told `--keep-sessions`."""
+        if not getattr(self.environment.parsed_options, "keep_sessions", False):
+            self.cleanup.delete_all()
 
     def unrouted_webhook_url(self) -> str:
         """A webhook URL for a session whose acks are not tracked: the receiver answers 404
@@ -137,13 +167,17 @@ class ScenarioUser(FastHttpUser):
         receiver = getattr(self.environment, "webhook_receiver", None)
         return receiver.url.rstrip("/") + "/acks/untracked" if receiver is not None else ""
 
-    def record_failure(self, name: str, exception: Exception) -> None:
-        """A failure that is not one request's answer (a token missing from it, a session
-        that never became ready), under request type "WS" with the suite's other measures."""
+    def report(
+        self, name: str, started: float | None = None, exception: Exception | None = None
+    ) -> None:
+        """A measure that is not one request's answer, under request type "WS": its time from
+        `started` (perf_counter) to now, such as a delivery or a connect; without `started`, a
+        failure of no duration (a token missing from an answer, a session never ready)."""
+        elapsed_ms = 0.0 if started is None else (time.perf_counter() - started) * 1000
         self.environment.events.request.fire(
             request_type="WS",
             name=name,
-            response_time=0,
+            response_time=elapsed_ms,
             response_length=0,
             exception=exception,
             context={},

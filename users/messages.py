@@ -33,7 +33,6 @@ import gevent
 
 from users.acks import AckChannels
 from users.base import ScenarioUser
-from users.cleanup import SessionCleanup
 
 UNREADY_EVENT = "suite_session_unready"
 
@@ -47,7 +46,6 @@ class MessageSender(ScenarioUser):
     def on_start(self) -> None:
         self.session_id: str | None = None
         self.channels: AckChannels | None = None
-        self.cleanup = SessionCleanup(self.profile, self.host, self.count)
         self.delivery_timeout_s = float(self.option("delivery_timeout_s", 30))
         # Before any request: without a number it may send to, it creates no session either
         # (and on_stop, which Locust still calls, finds nothing to clean up).
@@ -67,8 +65,10 @@ class MessageSender(ScenarioUser):
             values["webhook_url"] = self.channels.webhook_url()
         else:
             values["webhook_url"] = self.unrouted_webhook_url()
-        if named is None and not self._create_session(values, headers):
-            return
+        if named is None:
+            self.count("sessions_attempted")
+            if not self.create_session(values, headers):
+                return
         ready, state = self._wait_ready(float(self.option("ready_timeout_s", 30)))
         if not ready:
             self._not_ready(values["session_id"], state, named is not None)
@@ -90,11 +90,9 @@ class MessageSender(ScenarioUser):
         if self.channels is not None:
             self.channels.expire()
         spec = self.send_spec
-        values = {
-            **self.values,
-            "recipient": self.numbers.pick(),
-            "text": f"Test message {random.randrange(10**6)}",
-        }
+        values = self.values  # this user's own: filled anew for each message, not copied
+        values["recipient"] = self.numbers.pick()
+        values["text"] = f"Test message {random.randrange(10**6)}"
         retries = int(self.option("max_retries", 20))
         for attempt in range(retries + 1):
             with self.call("send_message", values, self.headers) as response:
@@ -124,29 +122,9 @@ class MessageSender(ScenarioUser):
         if self.channels is not None:
             self.channels.close(min(self.delivery_timeout_s, 10.0))
             self.channels = None
-        if not getattr(self.environment.parsed_options, "keep_sessions", False):
-            self.cleanup.delete_all()
+        self.delete_own_sessions()
 
     # --- session -------------------------------------------------------------------------------
-
-    def _create_session(self, values: dict[str, Any], headers: dict[str, str]) -> bool:
-        self.count("sessions_attempted")
-        spec = self.profile.requests["create_session"]
-        with self.call("create_session", values, headers) as response:
-            if response.status_code not in spec.success:
-                response.failure(self.failure_reason(response))
-                return False
-            session_id = values["session_name"]
-            if "session_id" in spec.readers:
-                session_id = spec.read("session_id", self.answer(response))
-            if not session_id:
-                response.failure(f"no session id at {spec.model.session_id} in the answer")
-                return False
-            response.success()
-        self.count("sessions_created")
-        values["session_id"] = str(session_id)
-        self.cleanup.add(values, headers)
-        return True
 
     def _wait_ready(self, timeout_s: float) -> tuple[bool, Any]:
         """(ready, last state seen): polls until ready, a failed state, or the timeout."""
@@ -178,7 +156,7 @@ class MessageSender(ScenarioUser):
         else:
             self.count("sessions_never_ready")
             reason = f"session {session!r} not ready: {state} (ready is {ready})"
-        self.record_failure("session ready", RuntimeError(reason))
+        self.report("session ready", exception=RuntimeError(reason))
         if named:
             hook = getattr(self.environment.events, UNREADY_EVENT, None)
             if hook is not None:
