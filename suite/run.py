@@ -261,7 +261,8 @@ class SuiteRun:
 
     def on_session_unready(self, session: str, state: Any, ready: list[Any], **_: Any) -> None:
         """A session the user named is not ready: nothing can be sent, the run stops now with
-        that reason (once, for the first such session)."""
+        that reason (once, for the first such session); the report's verdict is Failed,
+        `session_not_ready`, and so is the exit code."""
         if self.unready is not None:
             return
         self.unready = {"session": session, "state": state, "ready": ", ".join(map(str, ready))}
@@ -271,7 +272,6 @@ class SuiteRun:
             file=sys.stderr,
             flush=True,
         )
-        self.environment.process_exit_code = USAGE_ERROR
         if self.shape is not None:
             self.shape.stop_now()
 

@@ -315,9 +315,12 @@ def _hashable(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class AckChannelSpec:
-    kind: str
     model: ChannelModel
     read: AckReader
+
+    @property
+    def kind(self) -> str:
+        return self.model.kind
 
 
 @dataclass(frozen=True)
@@ -399,7 +402,7 @@ def compile_profile(model: ProfileModel, source: str) -> TargetProfile:
     channels = []
     for i, channel in enumerate(model.acks.channels if model.acks else ()):
         reader = _compile_reader(model.acks, channel, f"{source}: acks.channels[{i}]")
-        channels.append(AckChannelSpec(channel.kind, channel, reader))
+        channels.append(AckChannelSpec(channel, reader))
     if sum(c.kind == "webhook" for c in channels) > 1:
         raise ProfileError(f"{source}: acks.channels: one webhook channel at most")
     used = set().union(*(spec.needs for spec in requests.values()))
