@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitors.sources import SampleFailed, SourceGone
+
 # httpx logs every request at INFO: one line a second in the run's log, for a day, otherwise.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -104,7 +106,10 @@ def parse_metrics(text: str, named: Mapping[str, str] | None = None) -> dict[str
 
 
 class MetricsScraper:
-    """Polls `<target>/metrics` (or another URL); `available` turns False on a 404."""
+    """Polls `<target>/metrics` (or another URL), a source of the resource monitor
+    (`monitors.sources`): gone on a 404 (`available` turns False), failed otherwise."""
+
+    name = "metrics"
 
     def __init__(
         self, url: str, timeout_s: float = 2.0, named: Mapping[str, str] | None = None
@@ -113,28 +118,23 @@ class MetricsScraper:
         self.named = dict(named or {})
         self.client = httpx.Client(timeout=timeout_s)
         self.available = True
-        self.note = ""
 
     def sample(self) -> dict[str, Any]:
         if not self.available:
-            return {}
+            raise SourceGone(f"no metrics endpoint at {self.url}")
         try:
             response = self.client.get(self.url)
         except httpx.HTTPError as exc:
-            self.note = f"metrics endpoint unreachable: {type(exc).__name__}"
-            return {}
+            raise SampleFailed(f"metrics endpoint unreachable: {type(exc).__name__}") from exc
         if response.status_code == 404:
             self.available = False
-            self.note = f"no metrics endpoint at {self.url} (404): skipped"
-            return {}
+            raise SourceGone(f"no metrics endpoint at {self.url} (404): skipped")
         if response.status_code != 200:
-            self.note = f"metrics endpoint answered {response.status_code}"
-            return {}
+            raise SampleFailed(f"metrics endpoint answered {response.status_code}")
         try:
             return parse_metrics(response.text, self.named)
         except ValueError as exc:
-            self.note = f"metrics endpoint sent unparseable text: {exc}"
-            return {}
+            raise SampleFailed(f"metrics endpoint sent unparseable text: {exc}") from exc
 
     def close(self) -> None:
         self.client.close()

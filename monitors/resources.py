@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import psutil
 from monitors.alerts import Alert, AlertRules, AlertWatch
 from monitors.process import CountedProcesses, ProcessSampler
 from monitors.prometheus import MetricsScraper
+from monitors.sources import SampleFailed, Source, SourceGone, SourceLoop, take
 from monitors.storage import SampleWriter
 
 log = logging.getLogger("monitors")
@@ -45,6 +46,8 @@ COLUMNS = [
 class RemoteAgent:
     """Polls a `monitors.agent` for the samples of a gateway on another machine."""
 
+    name = "agent"
+
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/") + "/sample"
         self.client = httpx.Client(timeout=2.0)
@@ -52,12 +55,47 @@ class RemoteAgent:
     def sample(self) -> dict[str, Any]:
         try:
             response = self.client.get(self.url)
-            return dict(response.json()) if response.status_code == 200 else {}
-        except (httpx.HTTPError, ValueError):
-            return {}
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise SampleFailed(f"monitor agent unreachable: {type(exc).__name__}") from exc
+        if response.status_code != 200 or not isinstance(body, dict):
+            detail = body.get("detail", "") if isinstance(body, dict) else ""
+            raise SampleFailed(f"monitor agent answered {response.status_code}: {detail}")
+        return body
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class ProcessSource:
+    """The gateway's process tree as a source (`monitors.process.ProcessSampler`)."""
+
+    name = "process"
+
+    def __init__(self, sampler: ProcessSampler) -> None:
+        self.sampler = sampler
+        self.process = sampler.process
+
+    def sample(self) -> dict[str, Any]:
+        try:
+            return self.sampler.sample()
+        except psutil.NoSuchProcess as exc:
+            raise SourceGone("the gateway's process is gone") from exc
+        except psutil.Error as exc:
+            raise SampleFailed(f"process sample failed: {type(exc).__name__}") from exc
+
+    def close(self) -> None:
+        pass
 
 
 class ResourceMonitor:
+    """Every source of the gateway's figures, sampled each `interval_s` into one row.
+
+    Sources: its process tree (`pid`), its Prometheus endpoint (`metrics_url`), a remote agent
+    (`agent_url`), and any other (`sources`: a Node.js gateway's inspector); then the suite's
+    own figures (users, sessions held). `sample()` takes one row of every source at once, in
+    turn; a run (`start()`) samples each source on its own greenlet (`monitors.sources`)."""
+
     def __init__(
         self,
         *,
@@ -69,19 +107,24 @@ class ResourceMonitor:
         users: Callable[[], int] | None = None,
         sessions: Callable[[], float] | None = None,
         metric_names: Mapping[str, str] | None = None,
+        sources: Sequence[Source] = (),
         on_alert: Callable[[Alert], None] | None = None,
         on_sample: Callable[[dict[str, Any]], None] | None = None,
         interval_s: float = INTERVAL_S,
     ) -> None:
         self.notes: list[str] = []
-        self.process: ProcessSampler | None = None
+        self.sources: list[Source] = []
         if pid:
             try:
-                self.process = ProcessSampler(pid, include_children, pause=gevent.sleep)
+                sampler = ProcessSampler(pid, include_children, pause=gevent.sleep)
+                self.sources.append(ProcessSource(sampler))
             except psutil.Error as exc:
                 self.notes.append(f"cannot sample process {pid}: {type(exc).__name__}")
-        self.scraper = MetricsScraper(metrics_url, named=metric_names) if metrics_url else None
-        self.agent = RemoteAgent(agent_url) if agent_url else None
+        if agent_url:
+            self.sources.append(RemoteAgent(agent_url))
+        if metrics_url:
+            self.sources.append(MetricsScraper(metrics_url, named=metric_names))
+        self.sources.extend(sources)
         self.rules = rules or AlertRules()
         self.users = users
         # The sessions the suite created and has not deleted: memory per session falls back
@@ -97,6 +140,23 @@ class ResourceMonitor:
         self.writer: SampleWriter | None = None
         self.started = 0.0
         self._loop: gevent.Greenlet | None = None
+        self._source_loops: list[SourceLoop] = []
+
+    def _source(self, name: str) -> Any:
+        return next((s for s in self.sources if s.name == name), None)
+
+    @property
+    def process(self) -> ProcessSource | None:
+        """The gateway's process, while it is sampled (None once it is gone)."""
+        return self._source(ProcessSource.name)
+
+    @property
+    def scraper(self) -> MetricsScraper | None:
+        return self._source(MetricsScraper.name)
+
+    def note(self, text: str) -> None:
+        if text and text not in self.notes:
+            self.notes.append(text)
 
     def start(self, samples_path: Path) -> None:
         self.stop()
@@ -106,15 +166,28 @@ class ResourceMonitor:
         self.counted = CountedProcesses()
         self.writer = SampleWriter(samples_path, COLUMNS)
         self.started = time.monotonic()
+        self._source_loops = [
+            SourceLoop(source, self.interval_s, self.note, self.started) for source in self.sources
+        ]
         self._loop = gevent.spawn(self._run)
 
     def stop(self) -> None:
         if self._loop is not None:
             self._loop.kill(block=False)
             self._loop = None
+        for loop in self._source_loops:
+            loop.stop()
+        self._forget_gone()
+        self._source_loops = []
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+    def close(self) -> None:
+        """Stop, and let go of every source's connections."""
+        self.stop()
+        for source in self.sources:
+            source.close()
 
     def record(self, source: str, sample: dict[str, Any]) -> None:
         """Store a sample from elsewhere (a worker's generator) on the run's time axis."""
@@ -122,21 +195,21 @@ class ResourceMonitor:
             self.writer.write(time.monotonic() - self.started, source, sample)
 
     def sample(self) -> dict[str, Any]:
+        """One row now: every source in turn (a source that is gone is dropped)."""
         sample: dict[str, Any] = {}
-        if self.process is not None:
-            try:
-                sample.update(self.process.sample())
-            except psutil.NoSuchProcess:
-                self.notes.append("the gateway's process is gone")
-                self.process = None
-            except psutil.Error as exc:
-                self.notes.append(f"process sample failed: {type(exc).__name__}")
-        if self.agent is not None:
-            sample.update(self.agent.sample())
-        if self.scraper is not None:
-            sample.update(self.scraper.sample())
-            if self.scraper.note and self.scraper.note not in self.notes:
-                self.notes.append(self.scraper.note)
+        for source in list(self.sources):
+            taken = take(source, self.note)
+            if taken is None:
+                self.sources.remove(source)
+            else:
+                sample.update(taken)
+        return self._completed(sample)
+
+    def _forget_gone(self) -> None:
+        gone = [loop.source for loop in self._source_loops if loop.gone]
+        self.sources = [source for source in self.sources if source not in gone]
+
+    def _completed(self, sample: dict[str, Any]) -> dict[str, Any]:
         if self.users is not None:
             sample["users"] = self.users()
         if self.sessions is not None:
@@ -148,10 +221,17 @@ class ResourceMonitor:
         return sample
 
     def _run(self) -> None:
-        next_tick = time.monotonic()
+        # A little after the sources' own ticks: each row has their samples of this tick.
+        next_tick = self.started + min(0.25, self.interval_s / 4)
         while True:
-            t = time.monotonic() - self.started
-            sample = self.sample()
+            gevent.sleep(max(0.0, next_tick - time.monotonic()))
+            now = time.monotonic()
+            t = now - self.started
+            merged: dict[str, Any] = {}
+            for loop in self._source_loops:
+                merged.update(loop.fresh(now))
+            self._forget_gone()
+            sample = self._completed(merged)
             if sample:
                 self.latest = {"t": round(t, 1), **sample}
                 self._aggregate(sample)
@@ -164,7 +244,6 @@ class ResourceMonitor:
                 if self.on_sample is not None:
                     self.on_sample(self.latest)
             next_tick += self.interval_s
-            gevent.sleep(max(0.0, next_tick - time.monotonic()))
 
     def _aggregate(self, sample: dict[str, Any]) -> None:
         for key, value in sample.items():

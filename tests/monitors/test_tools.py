@@ -148,13 +148,15 @@ def test_agent_serves_samples_of_a_gateway(start_gateway, spawn, by: str) -> Non
 
 def test_agent_feeds_the_suites_remote_sampler(start_gateway, spawn) -> None:
     from monitors.resources import RemoteAgent
+    from monitors.sources import SampleFailed
 
     gw = start_gateway()
     agent = spawn("monitors.agent", "--pid", str(gw.pid), "--listen-port", "0")
     remote = RemoteAgent(agent.wait_for(LISTENING).group(1))
     assert remote.sample()["rss_mb"] > 10
     gw.stop()
-    assert remote.sample() == {}  # the process is gone: 503, no figures
+    with pytest.raises(SampleFailed, match="503: process .* is gone"):
+        remote.sample()  # a note for the run's report, no figures
 
 
 def test_agent_bad_input_is_one_line_and_exit_2() -> None:
