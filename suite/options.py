@@ -133,6 +133,49 @@ def add_options(parser: Any) -> None:
         help="record a py-spy CPU flame graph of the (Python) gateway: gateway-profile.svg",
     )
     parser.add_argument(
+        "--node-inspect",
+        default="",
+        metavar="HOST:PORT",
+        include_in_web_ui=False,
+        help="a Node.js gateway's V8 inspector (node --inspect=127.0.0.1:9229): heap, GC and "
+        "event loop sampled each second, live allocation sites at the end (loopback only "
+        "unless --allow-remote)",
+    )
+    parser.add_argument(
+        "--allocation-sampling",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        include_in_web_ui=False,
+        help="with --node-inspect: V8's sampling heap profiler over the run, the sites of the "
+        "memory still live at its end (default; --no-allocation-sampling)",
+    )
+    parser.add_argument(
+        "--heap-snapshots",
+        action="store_true",
+        default=False,
+        include_in_web_ui=False,
+        help="with --node-inspect: a heap snapshot after the warm-up and one at the end, and "
+        "what grew between them by constructor (each pauses the gateway about 1 s per 100 MB "
+        "of heap and writes about twice its heap to the run's folder)",
+    )
+    parser.add_argument(
+        "--heap-snapshot-max-mb",
+        type=float,
+        default=1024.0,
+        include_in_web_ui=False,
+        help="skip a heap snapshot, with a note, when the gateway's heap is over this (MB)",
+    )
+    parser.add_argument(
+        "--cpu-profile",
+        nargs="?",
+        const="run",
+        default="",
+        metavar="FROM:TO",
+        include_in_web_ui=False,
+        help="with --node-inspect: the gateway's CPU profile (gateway-cpu.cpuprofile, and a "
+        "flame graph in the report) for the whole run, or seconds FROM:TO of it (60:120)",
+    )
+    parser.add_argument(
         "--gateway-args",
         default="",
         include_in_web_ui=False,

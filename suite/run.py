@@ -34,7 +34,9 @@ from analysis.run_record import RunRecord, default_report_dir
 from analysis.timeline import StageTimeline, window_width_for
 from monitors.alerts import AlertRules, load_alert_rules
 from monitors.generator import GeneratorHealth
+from monitors.inspector import InspectorError
 from monitors.live import install_live_view
+from monitors.node_profiling import NodeProfiling, ProfilingError, ProfilingPlan, cpu_window
 from monitors.process import pid_listening_on
 from monitors.profile import ProfilerProcess
 from monitors.progress import print_progress
@@ -127,6 +129,8 @@ class SuiteRun:
             self.numbers = self.settle_numbers()
         except NumbersError as exc:
             fail(str(exc))
+        # Before the run's record: its recordings are written at test_stop before the report.
+        self.node = self.attach_node_inspector()
         self.shape = ScenarioShape(self.load_scenario, user_classes)
         self.shape.runner = self.runner
         environment.shape_class = self.shape
@@ -318,7 +322,34 @@ class SuiteRun:
             users=lambda: self.runner.user_count,
             sessions=self.sessions_held,
             metric_names=self.environment.target_profile.metrics.model_dump(exclude_none=True),
+            sources=[self.node.sampler] if self.node is not None else [],
         )
+
+    def attach_node_inspector(self) -> NodeProfiling | None:
+        """`--node-inspect`: the gateway's V8 inspector, its samples and recordings."""
+        options = self.options
+        if not options.node_inspect:
+            if options.cpu_profile or options.heap_snapshots:
+                fail("--cpu-profile and --heap-snapshots need --node-inspect HOST:PORT")
+            return None
+        try:
+            cpu_from, cpu_to = cpu_window(options.cpu_profile)
+            plan = ProfilingPlan(
+                allocations=options.allocation_sampling,
+                cpu_from_s=cpu_from,
+                cpu_to_s=cpu_to,
+                heap_snapshots=options.heap_snapshots,
+                heap_snapshot_max_mb=options.heap_snapshot_max_mb,
+            )
+            node = NodeProfiling.attach(
+                options.node_inspect, plan, allow_remote=options.allow_remote
+            )
+        except (InspectorError, ProfilingError) as exc:
+            fail(str(exc))
+            raise  # unreachable: fail() exits
+        node.heap_used_mb = lambda: self.monitor.latest.get("heap_used_mb")
+        self.environment.events.test_stop.add_listener(lambda **_: node.finish())
+        return node
 
     def sessions_held(self) -> float:
         """The sessions the suite created and has not deleted, and the ones it was given."""
@@ -353,6 +384,10 @@ class SuiteRun:
             self.monitor.rules = self.alert_rules()
             self.monitor.start(self.record.folder / "samples.csv")
             self.start_profiler(self.record.folder / "gateway-profile.svg")
+            if self.node is not None:
+                planned = self.scenario.duration_s()
+                warmup = self.criteria.analysis.warmup_fraction * planned if planned else None
+                self.node.start(self.record.folder, planned, warmup)
 
     def start_profiler(self, out: Path) -> None:
         """`--profile-gateway`: py-spy records the gateway's flame graph for the run."""
@@ -441,7 +476,10 @@ class SuiteRun:
             self.recovery.join(timeout=15)  # before the gateway stops: the probe needs it
         if self.profiler is not None:
             self.profiler.stop()  # before the gateway: py-spy writes the graph on SIGINT
-        self.monitor.stop()
+        self.monitor.close()
+        if self.node is not None:
+            self.node.finish()  # interrupted before test_stop: what was recorded so far
+            self.node.close()
         if self.receiver is not None:
             self.receiver.stop()
         if self.gateway is not None:
