@@ -88,6 +88,30 @@ def sessions_series(run: RunData) -> tuple[str, pd.Series]:
     return "", pd.Series(dtype=float)
 
 
+def leak_series(run: RunData, after_fraction: float) -> tuple[str, pd.Series, str]:
+    """The memory a leak is judged on, its figure, and a note on the choice: a Node.js
+    gateway's heap floor (`heap_after_gc_mb`, the heap used just after each major collection,
+    from its inspector) when the run has enough of them after the warm-up, since the heap
+    between collections is mostly garbage and RSS holds what V8 has not yet handed back; its
+    memory (`memory_series`) otherwise."""
+    source, memory = memory_series(run)
+    floor = run.column("heap_after_gc_mb").dropna()
+    if floor.empty:
+        return source, memory, ""
+    start, end = float(floor.index.min()), float(floor.index.max())
+    if not memory.empty:
+        start, end = float(memory.index.min()), float(memory.index.max())
+    after = floor[floor.index >= start + after_fraction * (end - start)]
+    if len(after) >= MIN_LEAK_SAMPLES:
+        return "heap_after_gc_mb", floor, ""
+    return (
+        source,
+        memory,
+        f"judged on {source or 'memory'}: only {len(after)} major collections after the "
+        f"warm-up gave the heap's floor (at least {MIN_LEAK_SAMPLES} needed)",
+    )
+
+
 def memory_basis(run: RunData) -> dict[str, Any]:
     """What the run's memory figures are of, for the report: the figure (`pss_mb`, `rss_mb`,
     `target_rss_mb`, `heap_used_mb`, or None), the most processes counted at once and their
@@ -160,10 +184,14 @@ def _residual(design: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def leak(run: RunData, settings: AnalysisSettings) -> dict[str, Any]:
-    source, memory = memory_series(run)
+    source, memory, basis_note = leak_series(run, settings.warmup_fraction)
     if len(memory) < MIN_LEAK_SAMPLES:
         return _not_judged("too few memory samples to judge")
     start, end = float(memory.index.min()), float(memory.index.max())
+    if source == "heap_after_gc_mb":  # the floor starts at the first major collection
+        _, whole = memory_series(run)
+        if not whole.empty:
+            start, end = float(whole.index.min()), float(whole.index.max())
     after = start + settings.warmup_fraction * (end - start)
     figures = load_figures(run)
     frame = pd.concat({"memory": memory, **{name: run.column(name) for name in figures}}, axis=1)
@@ -215,6 +243,8 @@ def leak(run: RunData, settings: AnalysisSettings) -> dict[str, Any]:
         "growth_mb": round(slope * (t[-1] - t[0]), 2),
         "memory_source": source,
     }
+    if basis_note:
+        result["basis_note"] = basis_note
     significant = low_h > 0 and per_hour > threshold
     uncertain = not significant and high_h > threshold and steady_share < STEADY_SHARE
     if uncertain or steady_share < LEAST_STEADY_SHARE:
@@ -239,20 +269,54 @@ def leak(run: RunData, settings: AnalysisSettings) -> dict[str, Any]:
         }
     if significant:
         late = t >= t[-1] * (1 - LATE_FRACTION)
-        points = list(zip(t[late].tolist(), (y - explained)[late].tolist(), strict=True))
-        late_slope, _, late_high = theil_sen(thinned(points, LEAK_GROUPS))
+        left = y - explained
+        points = list(zip(t[late].tolist(), left[late].tolist(), strict=True))
+        late_slope, late_low, late_high = theil_sen(thinned(points, LEAK_GROUPS))
         result["late_mb_per_hour"] = round(late_slope * 3600, 2)
+        result["late_low_mb_per_hour"] = round(late_low * 3600, 2)
         result["late_high_mb_per_hour"] = round(late_high * 3600, 2)
         result["levels_off"] = bool(late_high * 3600 < threshold)
-        result["detected"] = not result["levels_off"]
+        keeps_on = late_low > 0 and late_slope * 3600 > threshold
+        if not result["levels_off"] and not keeps_on:
+            return _too_short(result, t, left - slope * t, late, settings)
+        result["detected"] = keeps_on
     return result
 
 
-def steady_seconds_needed(noise_mb: float, threshold_mb_per_hour: float) -> float:
-    """Roughly how long a stretch of steady load, sampled once a second, gives a Theil-Sen
-    interval narrower than the threshold at this noise: the slope's standard error over D
-    seconds of one-second samples is noise * sqrt(12) / D^1.5."""
+def _too_short(
+    result: dict[str, Any],
+    t: np.ndarray,
+    noise: np.ndarray,
+    late: np.ndarray,
+    settings: AnalysisSettings,
+) -> dict[str, Any]:
+    """Growth after the warm-up that its last third cannot place: a warm-up that flattens (a
+    fresh Node.js heap, a JIT, caches filling) and growth that keeps on look alike until the
+    run is long enough for the last third alone to tell them apart."""
+    rate = len(t) / max(1.0, float(t[-1] - t[0]))  # samples a second: sparse for the floor
+    late_needed = steady_seconds_needed(float(np.std(noise[late])), settings.leak_mb_per_hour, rate)
+    needed = round(late_needed / LATE_FRACTION / (1 - settings.warmup_fraction))
+    span = round(float(t[-1] - t[0]))
+    return {
+        **result,
+        "judged": False,
+        "reason": "too_short",
+        "run_s_needed": needed,
+        "note": "not enough data to judge a leak: memory grew "
+        f"{result['mb_per_hour']:+.0f} MB/h over the {span} s after the warm-up, but in "
+        f"its last third at {result['late_mb_per_hour']:+.0f} MB/h (95 % interval "
+        f"{result['late_low_mb_per_hour']:+.0f} to {result['late_high_mb_per_hour']:+.0f}), "
+        "which cannot tell a warm-up that flattens from growth that keeps on; a run of about "
+        f"{needed} s at this noise would",
+    }
+
+
+def steady_seconds_needed(
+    noise_mb: float, threshold_mb_per_hour: float, samples_per_s: float = 1.0
+) -> float:
+    """Roughly how long a stretch of steady load gives a Theil-Sen interval narrower than the
+    threshold at this noise: the slope's standard error over D seconds of r samples a second
+    is noise * sqrt(12 / r) / D^1.5."""
     per_second = threshold_mb_per_hour / 3600  # positive: AnalysisSettings says so
-    return max(
-        float(MIN_LEAK_SAMPLES), (Z95 * max(noise_mb, 1e-3) * 12**0.5 / per_second) ** (2 / 3)
-    )
+    spread = Z95 * max(noise_mb, 1e-3) * (12 / max(samples_per_s, 1e-3)) ** 0.5
+    return max(float(MIN_LEAK_SAMPLES), (spread / per_second) ** (2 / 3))
