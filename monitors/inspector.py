@@ -9,10 +9,10 @@ dispatching answers and events, so that a call that waits (a heap snapshot takes
 stalls no other sampler.
 
 What the suite evaluates inside the gateway is the probe below (`PROBE_INSTALL`): read-only,
-it adds one global, `__loadSuiteProbe`, holding Node's own `perf_hooks` instruments (an
-event-loop delay histogram and a PerformanceObserver of GC entries), and reads
-`process.memoryUsage()`; nothing of the gateway's is called or changed. `close()` removes it:
-the observer disconnected, the histogram disabled, the global deleted. The inspector itself
+it adds one global, `__loadSuiteProbe`, holding Node's own `perf_hooks` instruments (a
+histogram of how late an unref'd 10 ms timer runs, and a PerformanceObserver of GC entries),
+and reads `process.memoryUsage()`; nothing of the gateway's is called or changed. `close()`
+removes it: the observer disconnected, the timer cleared, the global deleted. The inspector itself
 must be reachable from the suite only: `--node-inspect` takes loopback addresses unless
 `--allow-remote` (the protocol runs any code it is sent, with the gateway's rights).
 """
@@ -38,9 +38,6 @@ log = logging.getLogger("monitors")
 CONNECT_TIMEOUT_S = 5.0
 CALL_TIMEOUT_S = 10.0
 MB = 2**20
-# perf_hooks' histogram records the time between its timer's turns, its resolution (10 ms in
-# the probe) included: the delay is what is over it.
-DELAY_RESOLUTION_MS = 10
 
 
 class InspectorError(Exception):
@@ -155,12 +152,21 @@ class CdpSession:
 
 # Evaluated once with the console's `require` (includeCommandLineAPI). The GC observer's
 # callback runs after the collection: `floor` is the heap used just after the latest major GC,
-# the live heap as closely as can be read without forcing a collection.
+# the live heap as closely as can be read without forcing a collection. Event-loop delay is
+# timed by the probe's own 10 ms interval (how late each turn came) rather than perf_hooks'
+# monitorEventLoopDelay: resetting that one at a read that lands inside a long block (the
+# inspector runs a call at V8's next interrupt check, even in a busy loop) lost the block.
 PROBE_INSTALL = """(() => {
   if (globalThis.__loadSuiteProbe) return 'present';
-  const { monitorEventLoopDelay, PerformanceObserver, constants } = require('perf_hooks');
-  const delay = monitorEventLoopDelay({ resolution: 10 });
-  delay.enable();
+  const { createHistogram, PerformanceObserver, constants } = require('perf_hooks');
+  const delay = createHistogram();
+  let last = process.hrtime.bigint();
+  const timer = setInterval(() => {
+    const now = process.hrtime.bigint();
+    delay.record(Math.max(1, Number(now - last) - 10e6));
+    last = now;
+  }, 10);
+  timer.unref();
   const gc = { count: 0, pauseMs: 0, major: 0, floor: null };
   const observer = new PerformanceObserver((list) => {
     for (const entry of list.getEntries()) {
@@ -190,7 +196,7 @@ PROBE_INSTALL = """(() => {
     },
     remove() {
       observer.disconnect();
-      delay.disable();
+      clearInterval(timer);
       delete globalThis.__loadSuiteProbe;
       return 'removed';
     },
@@ -221,9 +227,9 @@ class NodeInspector:
     `heap_external_mb`, `heap_array_buffers_mb`, `node_rss_mb`; `heap_after_gc_mb` (the heap
     used just after a major collection, only in a sample that saw one); `gc_count`,
     `gc_pause_ms`, `gc_major_count` since the previous sample; `eventloop_delay_p50_ms`,
-    `eventloop_delay_p99_ms`, `eventloop_delay_max_ms` over the interval (perf_hooks'
-    histogram, 10 ms resolution, reset at each sample). Where the probe cannot be installed,
-    heap used and total from `Runtime.getHeapUsage` only.
+    `eventloop_delay_p99_ms`, `eventloop_delay_max_ms` over the interval (how late a 10 ms
+    timer's turns came, into a perf_hooks histogram reset at each sample). Where the probe
+    cannot be installed, heap used and total from `Runtime.getHeapUsage` only.
     """
 
     name = "node inspector"
@@ -273,8 +279,7 @@ class NodeInspector:
         }
         if now["delayCount"]:
             for key, field in (("p50", "delayP50"), ("p99", "delayP99"), ("max", "delayMax")):
-                excess = now[field] - DELAY_RESOLUTION_MS
-                sample[f"eventloop_delay_{key}_ms"] = round(max(0.0, excess), 3)
+                sample[f"eventloop_delay_{key}_ms"] = round(now[field], 3)
         if before is not None:
             sample["gc_count"] = now["gcCount"] - before["gcCount"]
             sample["gc_pause_ms"] = round(now["gcPauseMs"] - before["gcPauseMs"], 3)

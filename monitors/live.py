@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from flask import Response, request
 
+from monitors.figures import COLUMNS
+from monitors.figures import about as about_figure
 from monitors.process import names_text
-from monitors.resources import COLUMNS, INTERVAL_S, ResourceMonitor
+from monitors.resources import INTERVAL_S, ResourceMonitor
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -50,38 +52,7 @@ TABLE = {
 # rows' order here (alerts, then the figures as monitors.resources lists them, then notes).
 STATS_ENDPOINT = "locust.request_stats"  # Locust's blueprint is named "locust"
 
-ABOUT = {
-    "t": "seconds since the run started, at this sample",
-    "rss_mb": "gateway resident memory (RSS, summed over its processes), MB",
-    "pss_mb": "gateway proportional memory (PSS: pages its processes share counted once), MB",
-    "processes": "gateway processes counted (its own and its children)",
-    "pss_unreadable": "gateway processes whose PSS could not be read (their RSS counted)",
-    "cpu_pct": "gateway CPU, % of one core",
-    "cpu_pct_total": "gateway CPU, % of the whole machine",
-    "threads": "gateway threads",
-    "open_files": "gateway open file descriptors",
-    "connections": "gateway TCP connections",
-    "disk_read_bytes_per_s": "gateway disk reads, bytes/s",
-    "disk_write_bytes_per_s": "gateway disk writes, bytes/s",
-    "disk_read_ops_per_s": "gateway disk read operations/s",
-    "disk_write_ops_per_s": "gateway disk write operations/s",
-    "host_net_sent_bytes_per_s": "machine's network sent, bytes/s (all interfaces)",
-    "host_net_recv_bytes_per_s": "machine's network received, bytes/s (all interfaces)",
-    "queue_depth": "messages waiting in the gateway's outbound queue",
-    "sessions_active": "live sessions (initializing or ready)",
-    "sessions_ready": "sessions ready",
-    "websocket_connections": "open WebSocket event subscriptions",
-    "messages_in_flight": "messages sent, not yet acknowledged",
-    "messages_accepted": "messages accepted (total)",
-    "messages_delivered": "messages delivered (total)",
-    "messages_failed": "messages failed (total)",
-    "messages_rejected": "messages rejected (total)",
-    "target_rss_mb": "resident memory from the gateway's own metrics, MB",
-    "heap_used_mb": "Node.js heap used, MB",
-    "heap_total_mb": "Node.js heap total, MB",
-    "eventloop_lag_ms": "Node.js event loop lag, ms",
-    "users": "Locust users running",
-}
+ABOUT = {"t": "seconds since the run started, at this sample"}
 ORDER = {key: index for index, key in enumerate(["t", *COLUMNS])}
 
 
@@ -112,7 +83,7 @@ def live_rows(
     tree = live.get("process_tree") or {}
     for key in sorted(sample, key=lambda k: (ORDER.get(k, len(ORDER)), k)):
         figure = figures.get(key, {})
-        about = ABOUT.get(key, "")
+        about = ABOUT.get(key) or about_figure(key)
         if key == "processes" and tree.get("names_latest"):
             about = f"gateway processes counted: {names_text(tree['names_latest'])}"
         rows.append(

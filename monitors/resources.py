@@ -24,6 +24,7 @@ import httpx
 import psutil
 
 from monitors.alerts import Alert, AlertRules, AlertWatch
+from monitors.figures import COLUMNS
 from monitors.process import CountedProcesses, ProcessSampler
 from monitors.prometheus import MetricsScraper
 from monitors.sources import SampleFailed, Source, SourceGone, SourceLoop, take
@@ -31,16 +32,6 @@ from monitors.storage import SampleWriter
 
 log = logging.getLogger("monitors")
 INTERVAL_S = 1.0
-COLUMNS = [
-    "rss_mb", "pss_mb", "processes", "cpu_pct", "cpu_pct_total", "threads", "open_files",
-    "connections",
-    "disk_read_bytes_per_s", "disk_write_bytes_per_s", "disk_read_ops_per_s",
-    "disk_write_ops_per_s", "host_net_sent_bytes_per_s", "host_net_recv_bytes_per_s",
-    "queue_depth", "queue_capacity", "sessions_active", "sessions_ready", "sessions_limit",
-    "websocket_connections", "messages_in_flight", "messages_accepted", "messages_delivered",
-    "messages_failed", "messages_rejected", "target_rss_mb", "heap_used_mb", "heap_total_mb",
-    "eventloop_lag_ms", "eventloop_lag_p99_ms", "users",
-]  # fmt: skip
 
 
 class RemoteAgent:

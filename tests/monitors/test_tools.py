@@ -155,7 +155,7 @@ def test_agent_feeds_the_suites_remote_sampler(start_gateway, spawn) -> None:
     remote = RemoteAgent(agent.wait_for(LISTENING).group(1))
     assert remote.sample()["rss_mb"] > 10
     gw.stop()
-    with pytest.raises(SampleFailed, match="503: process .* is gone"):
+    with pytest.raises(SampleFailed, match=r"503: process .* is gone"):
         remote.sample()  # a note for the run's report, no figures
 
 
