@@ -140,17 +140,24 @@ def test_the_probe_is_removed_at_the_end(node_script) -> None:
         session.close()
 
 
-def test_recordings_land_in_the_run_folder(node_script, tmp_path: Path) -> None:
-    plan = ProfilingPlan(allocations=True, cpu_from_s=0.0, heap_snapshots=True)
-    node = NodeProfiling.attach(node_script(BLOCKING), plan, allow_remote=False)
-    folder = tmp_path / "run"
-    folder.mkdir()
+def record_run(address: str, plan: ProfilingPlan, folder: Path, run_s: float, **kw) -> None:
+    """A run of `run_s` seconds recorded into `folder` (warm-up after a third of it)."""
+    node = NodeProfiling.attach(address, plan, allow_remote=False)
+    for name, value in kw.items():
+        setattr(node, name, value)
     try:
-        node.start(folder, planned_s=3.0, warmup_s=1.0)
-        gevent.sleep(3.0)
+        node.start(folder, planned_s=run_s, warmup_s=run_s / 3)
+        gevent.sleep(run_s)
         node.finish()
     finally:
         node.close()
+
+
+def test_recordings_land_in_the_run_folder(node_script, tmp_path: Path) -> None:
+    plan = ProfilingPlan(allocations=True, cpu_from_s=0.0, heap_snapshots=True)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    record_run(node_script(BLOCKING), plan, folder, 3.0)
     record = json.loads((folder / RECORD_FILE).read_text())
     assert record["notes"] == [] and record["probe"] is True
     cpu = json.loads((folder / CPU_PROFILE_FILE).read_text())
@@ -167,14 +174,7 @@ def test_recordings_land_in_the_run_folder(node_script, tmp_path: Path) -> None:
 
 def test_a_snapshot_over_the_limit_is_skipped_with_a_note(node_script, tmp_path: Path) -> None:
     plan = ProfilingPlan(allocations=False, heap_snapshots=True, heap_snapshot_max_mb=1.0)
-    node = NodeProfiling.attach(node_script(BLOCKING), plan, allow_remote=False)
-    node.heap_used_mb = lambda: 5.0
-    try:
-        node.start(tmp_path, planned_s=1.0, warmup_s=0.1)
-        gevent.sleep(0.5)
-        node.finish()
-    finally:
-        node.close()
+    record_run(node_script(BLOCKING), plan, tmp_path, 0.6, heap_used_mb=lambda: 5.0)
     assert not any(tmp_path.glob("*.heapsnapshot"))
     notes = json.loads((tmp_path / RECORD_FILE).read_text())["notes"]
     assert notes == [
