@@ -26,6 +26,11 @@ from analysis.metrics import RunMetrics
 CORRELATION = 0.7  # rank correlation of windowed p95 with queue depth
 THROTTLED_SHARE = 0.2
 GENERATOR_CPU = 90.0
+GC_SHARE = 0.10  # of the run's time paused in a Node gateway's garbage collector
+# Figures whose ceiling the CPU profile explains: its hottest functions are the advice.
+HOT_PATH_FIGURES = frozenset(
+    {"cpu_pct", "eventloop_delay_p99_ms", "eventloop_lag_p99_ms", "eventloop_lag_ms"}
+)
 
 
 def find_bottlenecks(metrics: RunMetrics, judgements: list[Judgement]) -> list[dict[str, Any]]:
@@ -39,12 +44,13 @@ def find_bottlenecks(metrics: RunMetrics, judgements: list[Judgement]) -> list[d
         None if "cpu_pct" in at_ceiling else cpu_saturation(metrics, judgements),
         per_session_memory(metrics, judgements),
         memory_leak(metrics),
+        gc_pressure(metrics),
         websocket_failures(metrics),
         throttling(metrics),
         errors(metrics, judgements, start, reached),
         unexplained_latency(start, reached),
         None
-        if at_ceiling & {"eventloop_lag_p99_ms", "eventloop_lag_ms"}
+        if at_ceiling & {"eventloop_delay_p99_ms", "eventloop_lag_p99_ms", "eventloop_lag_ms"}
         else event_loop_lag(metrics),
         generator_limited(metrics),
     ]
@@ -74,8 +80,10 @@ def figure_limits(judgements: list[Judgement]) -> dict[str, float]:
 
 
 def ceiling(metrics: RunMetrics, start: Onset, reached: Ceiling) -> dict[str, Any]:
-    """A figure at its ceiling when the trouble began; evidence for the figure's own advice."""
+    """A figure at its ceiling when the trouble began; evidence for the figure's own advice
+    (for CPU and the event loop, the CPU profile's hottest functions when there is one)."""
     estimate = metrics.memory_per_session
+    hot = hot_functions_text(metrics.node)
     return {
         **_finding(
             "ceiling",
@@ -90,12 +98,14 @@ def ceiling(metrics: RunMetrics, start: Onset, reached: Ceiling) -> dict[str, An
             value=start.value,
             signal_limit=start.limit,
             mb_per_session=estimate["mb"] if estimate.get("estimated") else None,
+            hot=hot,
         ),
         "text_key": f"ceilings.{reached.figure}."
         + ("at_limit" if reached.limit is not None else "plateau"),
         # The session cap's advice weighs raising it against the memory each session held.
         "advice_key": f"ceilings.{reached.figure}.advice"
-        + ("_memory" if reached.figure == "sessions_active" and estimate.get("estimated") else ""),
+        + ("_memory" if reached.figure == "sessions_active" and estimate.get("estimated") else "")
+        + ("_hot" if reached.figure in HOT_PATH_FIGURES and hot else ""),
     }
 
 
@@ -180,17 +190,85 @@ def per_session_memory(metrics: RunMetrics, judgements: list[Judgement]) -> dict
 
 
 def memory_leak(metrics: RunMetrics) -> dict[str, Any] | None:
+    """A leak; its advice names where the live memory was allocated and what grew between
+    the heap snapshots when the inspector recorded them, and asks for them when not."""
     leak = metrics.leak
     if not leak.get("detected"):
         return None
-    return _finding(
+    finding = _finding(
         "memory_leak",
         mb_per_hour=leak["mb_per_hour"],
         low_mb_per_hour=leak["low_mb_per_hour"],
         growth_mb=leak["growth_mb"],
         from_unix=leak["from_unix"],
         to_unix=leak["to_unix"],
+        memory=leak.get("memory_source", ""),
+        sites=allocation_sites_text(metrics.node),
+        grown=grown_text(metrics.node),
     )
+    evidence = finding["evidence"]
+    if evidence["sites"] or evidence["grown"]:
+        finding["advice_key"] = "findings.memory_leak.advice_" + (
+            "sites_grown"
+            if evidence["sites"] and evidence["grown"]
+            else "sites"
+            if evidence["sites"]
+            else "grown"
+        )
+    elif metrics.node is not None:  # a Node gateway, inspected, but nothing recorded
+        finding["advice_key"] = "findings.memory_leak.advice_node"
+    return finding
+
+
+def gc_pressure(metrics: RunMetrics) -> dict[str, Any] | None:
+    """A Node gateway that spent more than `GC_SHARE` of the run paused in its collector."""
+    gc = (metrics.node or {}).get("gc")
+    if not gc or gc["pause_share"] < GC_SHARE:
+        return None
+    hot = hot_functions_text(metrics.node)
+    cpu = (metrics.node or {}).get("cpu") or {}
+    finding = _finding(
+        "gc_pressure",
+        share_pct=round(100 * gc["pause_share"], 1),
+        limit_pct=round(100 * GC_SHARE),
+        per_s=gc["per_s"],
+        peak_ms=gc["pause_ms_peak_per_s"],
+        profile_gc_pct=round(100 * cpu["gc_share"], 1) if cpu.get("gc_share") else None,
+        hot=hot,
+        sites=allocation_sites_text(metrics.node),
+    )
+    if hot:
+        finding["advice_key"] = "findings.gc_pressure.advice_hot"
+    return finding
+
+
+def _site(site: dict[str, Any]) -> str:
+    where = f"{site.get('file') or site.get('url') or '?'}:{site.get('line', '?')}"
+    return f"{site.get('name') or '(anonymous)'} ({where})"
+
+
+def allocation_sites_text(node: dict[str, Any] | None, top: int = 3) -> str:
+    """The top sites of live memory at the end: `name (file:line) 12.3 MB (61 %)`, ..."""
+    sites = ((node or {}).get("allocations") or {}).get("sites") or []
+    return "; ".join(
+        f"{_site(s)} {s['bytes'] / 2**20:.1f} MB ({100 * s['share']:.0f} %)" for s in sites[:top]
+    )
+
+
+def grown_text(node: dict[str, Any] | None, top: int = 3) -> str:
+    """What grew most between the heap snapshots: `LeakyEntry +50,000 (+3.1 MB)`, ..."""
+    grown = (((node or {}).get("snapshots") or {}).get("grown") or {}).get("grown") or []
+    return "; ".join(
+        f"{g['name']} {g['count_delta']:+,} ({g['self_bytes_delta'] / 2**20:+.1f} MB)"
+        for g in grown[:top]
+        if g["self_bytes_delta"] > 0
+    )
+
+
+def hot_functions_text(node: dict[str, Any] | None, top: int = 3) -> str:
+    """The CPU profile's hottest functions by self time: `name (file:line) 41 %`, ..."""
+    functions = ((node or {}).get("cpu") or {}).get("functions") or []
+    return "; ".join(f"{_site(f)} {f['self_pct']:.0f} %" for f in functions[:top])
 
 
 def websocket_failures(metrics: RunMetrics) -> dict[str, Any] | None:
@@ -269,6 +347,26 @@ def unexplained_latency(start: Onset | None, reached: list[Ceiling]) -> dict[str
 
 
 def event_loop_lag(metrics: RunMetrics) -> dict[str, Any] | None:
+    """The event loop late by more than `EVENT_LOOP_DELAY_MS`: the inspector's delay when it
+    was sampled (and its advice names the CPU profile's hottest functions), else prom-client's
+    lag."""
+    loop = (metrics.node or {}).get("event_loop")
+    if loop:
+        if loop["seconds_over"] == 0 and (loop["max_ms"] or 0) <= EVENT_LOOP_DELAY_MS:
+            return None
+        hot = hot_functions_text(metrics.node)
+        finding = _finding(
+            "event_loop_delay",
+            max_ms=loop["max_ms"],
+            p99_peak_ms=loop["p99_ms_peak"],
+            seconds_over=loop["seconds_over"],
+            seconds=loop["seconds"],
+            limit_ms=loop["limit_ms"],
+            max_unix=loop["max_at_unix"],
+            hot=hot,
+        )
+        finding["advice_key"] = "findings.event_loop_delay.advice_" + ("hot" if hot else "none")
+        return finding
     for name in ("eventloop_lag_p99_ms", "eventloop_lag_ms"):
         lag = metrics.run.column(name)
         if not lag.empty and lag.max() > EVENT_LOOP_DELAY_MS:

@@ -57,6 +57,7 @@ FIGURES = (
     Figure("connections", 10),
     Figure("websocket_connections", 10),
     Figure("cpu_pct", 50, criterion="cpu_pct"),
+    Figure("eventloop_delay_p99_ms", 10, fixed_limit=EVENT_LOOP_DELAY_MS),  # the inspector's
     Figure("eventloop_lag_p99_ms", 10, fixed_limit=EVENT_LOOP_DELAY_MS),
     Figure("eventloop_lag_ms", 10, fixed_limit=EVENT_LOOP_DELAY_MS),
     Figure("heap_used_mb", 1, criterion="memory_mb"),

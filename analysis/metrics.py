@@ -17,6 +17,7 @@ import pandas as pd
 from analysis.criteria import RUN_METRICS, STAGE_METRICS, AnalysisSettings, is_metric
 from analysis.latency import percentile
 from analysis.memory import leak, memory_per_session, memory_series
+from analysis.node import node_inside
 from analysis.run_data import RunData
 from analysis.timeline import Windows
 
@@ -42,6 +43,7 @@ class RunMetrics:
         self.settings = settings
         self.memory_per_session = memory_per_session(run, settings)
         self.leak = leak(run, settings)
+        self.node = node_inside(run)  # a Node.js gateway's inspector's recordings, or None
 
     # -- scopes ---------------------------------------------------------------------------
     def stage(self, scope: str) -> dict[str, Any] | None:

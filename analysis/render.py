@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from analysis.charts import Series, build_chart
 from analysis.latency import percentile
@@ -118,6 +119,17 @@ def number(value: Any, lang: str = "en", digits: int = 2) -> str:
     return text
 
 
+def flame_graph(run: RunData, model: dict[str, Any]) -> Markup | None:
+    """A Node.js gateway's CPU flame graph, beside the report, to embed in its HTML as it is:
+    `analysis.cpu_profile` draws it self-contained, its text escaped."""
+    name = (model.get("node") or {}).get("flame_graph")
+    path = Path(run.folder) / name if name else None
+    if path is None or not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    return Markup(text[text.find("<svg") :])  # without its XML declaration
+
+
 def render(model: dict[str, Any], run: RunData, lang: str = "en") -> dict[str, str]:
     messages = load_messages(lang)
     env = Environment(
@@ -141,7 +153,12 @@ def render(model: dict[str, Any], run: RunData, lang: str = "en") -> dict[str, s
     span = run.span()
     start = span[0] if span else 0.0
     duration = float(model["run"].get("duration_s") or (span[1] - span[0] if span else 0.0))
-    context = {"r": model, "lang": lang, "charts": charts(run, start, duration)}
+    context = {
+        "r": model,
+        "lang": lang,
+        "charts": charts(run, start, duration),
+        "flame_graph": flame_graph(run, model),
+    }
     return {
         "report.html": env.get_template("report.html.j2").render(context),
         "report.md": env.get_template("report.md.j2").render(context),

@@ -21,6 +21,7 @@ import pandas as pd
 
 from analysis.bottlenecks import find_bottlenecks
 from analysis.breaking_point import breaking_point, judge_stages
+from analysis.cpu_profile import flame_graph_svg
 from analysis.criteria import (
     CRITERIA_COPY,
     CriteriaError,
@@ -35,6 +36,7 @@ from analysis.memory import memory_basis, memory_series
 from analysis.metrics import RunMetrics, Value, is_metric
 from analysis.render import LANGUAGES, render
 from analysis.run_data import RunData, load_run
+from monitors.node_profiling import CPU_PROFILE_FILE
 
 SCHEMA_VERSION = 1
 ROOT = Path(__file__).resolve().parent.parent
@@ -338,6 +340,7 @@ def build_report(run: RunData, criteria: CriteriaFile) -> dict[str, Any]:
             "percentiles": summary.get("percentiles"),
         },
         "bottlenecks": findings,
+        "node": node_report(metrics.node, start),
         "latency": totals.get("latency"),
         "service": totals.get("service"),
         "requests": summary.get("requests"),
@@ -345,6 +348,16 @@ def build_report(run: RunData, criteria: CriteriaFile) -> dict[str, Any]:
         "resource_alerts": (summary.get("resources") or {}).get("alerts", []),
         "notes": [*(summary.get("resources") or {}).get("notes", []), *numbers_notes(summary)],
     }
+
+
+def node_report(node: dict[str, Any] | None, start: float) -> dict[str, Any] | None:
+    """What a Node.js gateway's inspector recorded, its times relative to the run's start."""
+    if node is None:
+        return None
+    loop = node.get("event_loop")
+    if loop and loop.get("max_at_unix") is not None:
+        loop = {**loop, "max_at_s": round(loop["max_at_unix"] - start, 1)}
+    return {**node, "event_loop": loop}
 
 
 def numbers_notes(summary: dict[str, Any]) -> list[str]:
@@ -374,10 +387,26 @@ def write_report(
     criteria = criteria_for(folder, criteria_path)
     model = build_report(run, criteria)
     model["lang"] = lang
+    write_flame_graph(folder, model)
     write_atomically(folder / "report.json", json.dumps(model, indent=2, default=_jsonable) + "\n")
     for name, text in render(model, run, lang).items():
         write_atomically(folder / name, text)
     return model
+
+
+def write_flame_graph(folder: Path, model: dict[str, Any]) -> None:
+    """The CPU profile of a Node.js gateway as a flame graph, beside the report (which embeds
+    it); a profile that cannot be drawn is a note."""
+    node = model.get("node") or {}
+    if not node.get("flame_graph"):
+        return
+    try:
+        svg = flame_graph_svg(folder / CPU_PROFILE_FILE, "Gateway CPU (V8 profile)")
+    except (OSError, ValueError, KeyError) as exc:
+        node["flame_graph"] = None
+        node["notes"] = [*node.get("notes", []), f"the flame graph could not be drawn: {exc}"]
+        return
+    write_atomically(folder / node["flame_graph"], svg)
 
 
 def main(argv: list[str] | None = None) -> int:
