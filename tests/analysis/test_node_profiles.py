@@ -100,9 +100,10 @@ def test_the_spinning_function_is_the_hot_one(hot: Path) -> None:
     assert top["url"].startswith("file://")
     assert top["self_ms"] / report["busy_ms"] > 0.5
     assert 350 <= top["self_ms"] <= 500
-    # Its caller did nothing itself; its total holds every sample of the loop.
+    # Its caller did next to nothing itself (a sample taken as a call begins lands in the
+    # caller); its total holds every sample of the loop.
     caller = function(report, "runWork")
-    assert caller["self_samples"] <= 1
+    assert caller["self_ms"] < 0.05 * top["self_ms"]
     assert caller["total_samples"] >= top["self_samples"]
     assert report["sampled_ms"] <= report["duration_ms"]
     assert report["busy_ms"] + report["idle_ms"] == pytest.approx(report["sampled_ms"], abs=0.01)
