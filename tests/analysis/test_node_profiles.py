@@ -1,5 +1,5 @@
-"""V8's CPU profiles of real Node.js scripts, whose hot function is known by construction:
-the analysis must find what each script does."""
+"""V8's profiles of real Node.js scripts, whose hot function and retained memory are known
+by construction: the analysis must find what each script does."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from analysis.allocations import allocation_sites
 from analysis.cpu_profile import (
     PAD,
     WIDTH,
@@ -35,6 +36,22 @@ function spinHotLoop(ms) {
 }
 function runWork() { return spinHotLoop(400); }
 setTimeout(runWork, 300);  // idle first, then busy: a window can tell the two apart
+"""
+RETAIN = """\
+const kept = [];
+function retainForever(n) {
+  for (let i = 0; i < n; i++) kept.push({ id: i, values: [i, i + 1, i + 2, i + 3] });
+}
+function churnGarbage(n) {
+  let last = null;
+  for (let i = 0; i < n; i++) last = { id: i, values: new Array(16).fill(i) };
+  return last;
+}
+churnGarbage(400000);  // allocates more than retainForever does, and keeps none of it
+retainForever(200000);
+globalThis.kept = kept;
+// V8 names a site's script only while the script lives: a gateway's modules do.
+module.exports = { retainForever, churnGarbage };
 """
 
 
@@ -200,3 +217,22 @@ def test_a_file_that_is_not_a_profile_is_refused(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text('{"nodes": []}')
     with pytest.raises(ValueError, match="not a V8 CPU profile"):
         load_cpu_profile(tmp_path / "x.json")
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+
+def test_the_retaining_function_holds_the_live_memory(tmp_path: Path) -> None:
+    run_node(tmp_path, RETAIN, "--heap-prof", "--heap-prof-dir", "heap")
+    profile = only(tmp_path / "heap", "*.heapprofile")
+    report = allocation_sites(profile)
+    top = report["sites"][0]
+    assert where(top) == defined(RETAIN, "retainForever")
+    assert top["bytes"] > 15 * 2**20
+    assert top["share"] > 0.5
+    assert top["samples"] > 10
+    assert top["stack"][:2] == [label(RETAIN, "retainForever"), "(anonymous) (script.js:1)"]
+    # It allocated more than retainForever, but none of it was live when the profile was taken.
+    churn = [s for s in report["sites"] if s["name"] == "churnGarbage"]
+    assert not churn or churn[0]["bytes"] < top["bytes"] / 10
+    assert allocation_sites({"profile": json.loads(profile.read_text())}) == report
