@@ -1,5 +1,5 @@
-"""V8's profiles of real Node.js scripts, whose hot function and retained memory are known
-by construction: the analysis must find what each script does."""
+"""V8's profiles of real Node.js scripts, whose hot function, leak and retained objects are
+known by construction: the analysis must find what each script does."""
 
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 
-from analysis.allocations import allocation_sites
+from analysis.allocations import (
+    SnapshotError,
+    allocation_sites,
+    snapshot_diff,
+    snapshot_summary,
+)
 from analysis.cpu_profile import (
     PAD,
     WIDTH,
@@ -52,6 +57,16 @@ retainForever(200000);
 globalThis.kept = kept;
 // V8 names a site's script only while the script lives: a gateway's modules do.
 module.exports = { retainForever, churnGarbage };
+"""
+SNAPSHOTS = """\
+const v8 = require('v8');
+class LeakyEntry { constructor(i) { this.id = i; this.a = i * 2; this.b = i * 3; } }
+class Ünïcode名 { constructor() { this.note = 'a "quoted" \\\\ name\\n'; } }
+globalThis.kept = [];
+v8.writeHeapSnapshot(process.argv[2]);
+for (let i = 0; i < 50000; i++) globalThis.kept.push(new LeakyEntry(i));
+for (let i = 0; i < 7; i++) globalThis.kept.push(new Ünïcode名());
+v8.writeHeapSnapshot(process.argv[3]);
 """
 
 
@@ -236,3 +251,63 @@ def test_the_retaining_function_holds_the_live_memory(tmp_path: Path) -> None:
     churn = [s for s in report["sites"] if s["name"] == "churnGarbage"]
     assert not churn or churn[0]["bytes"] < top["bytes"] / 10
     assert allocation_sites({"profile": json.loads(profile.read_text())}) == report
+
+
+def summary_in_memory(path: Path) -> dict[str, dict[str, int]]:
+    """DevTools' grouping, node by node over the snapshot loaded whole: what streaming must
+    agree with."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    fields = data["snapshot"]["meta"]["node_fields"]
+    types = data["snapshot"]["meta"]["node_types"][fields.index("type")]
+    nodes, width = data["nodes"], len(fields)
+    classes: dict[str, dict[str, int]] = {}
+    for row in range(0, len(nodes), width):
+        kind = types[nodes[row + fields.index("type")]]
+        size = nodes[row + fields.index("self_size")]
+        if size or kind == "native":
+            name = data["strings"][nodes[row + fields.index("name")]]
+            if kind not in ("object", "native"):
+                name = {"hidden": "(system)", "code": "(compiled code)"}.get(kind, f"({kind})")
+            entry = classes.setdefault(name, {})
+            entry["count"] = entry.get("count", 0) + 1
+            entry["self_bytes"] = entry.get("self_bytes", 0) + size
+    return classes
+
+
+@pytest.fixture(scope="module")
+def snapshots(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("snapshots")
+    run_node(folder, SNAPSHOTS, args=("before.heapsnapshot", "after.heapsnapshot"))
+    return folder / "before.heapsnapshot", folder / "after.heapsnapshot"
+
+
+def test_snapshot_summary_groups_as_devtools_does(snapshots: tuple[Path, Path]) -> None:
+    _, after = snapshots
+    summary = snapshot_summary(after)
+    assert summary["classes"] == summary_in_memory(after)
+    assert summary["classes"]["LeakyEntry"]["count"] == 50000
+    assert summary["classes"]["Ünïcode名"]["count"] == 7
+    assert summary["count"] == sum(c["count"] for c in summary["classes"].values())
+    assert summary["nodes"] >= summary["count"] > 50000
+    sizes = [c["self_bytes"] for c in summary["classes"].values()]
+    assert sizes == sorted(sizes, reverse=True)
+    # Chunks of a few kB cut numbers, strings and escapes anywhere: nothing changes.
+    assert snapshot_summary(after, chunk_chars=4093) == summary
+
+
+def test_snapshot_diff_finds_the_leaked_class(snapshots: tuple[Path, Path]) -> None:
+    before, after = snapshots
+    diff = snapshot_diff(snapshot_summary(before), snapshot_summary(after))
+    top = diff["grown"][0]
+    assert top["name"] == "LeakyEntry"
+    assert top["count_delta"] == pytest.approx(50000, rel=0.01)
+    assert top["self_bytes_delta"] == top["self_bytes_after"] > 50000 * 16
+    assert diff["self_bytes_delta"] >= top["self_bytes_delta"] * 0.9
+    deltas = [row["self_bytes_delta"] for row in diff["grown"]]
+    assert deltas == sorted(deltas, reverse=True) and min(deltas) >= 0
+    assert snapshot_diff(before, after) == diff
+
+
+def test_a_file_that_is_not_a_snapshot_is_refused(hot: Path) -> None:
+    with pytest.raises(SnapshotError, match="not a heap snapshot"):
+        snapshot_summary(hot)
