@@ -243,8 +243,10 @@ def gc_pressure(metrics: RunMetrics) -> dict[str, Any] | None:
 
 
 def _site(site: dict[str, Any]) -> str:
-    where = f"{site.get('file') or site.get('url') or '?'}:{site.get('line', '?')}"
-    return f"{site.get('name') or '(anonymous)'} ({where})"
+    where = site.get("file") or site.get("url")
+    if where and site.get("line"):
+        where = f"{where}:{site['line']}"
+    return f"{site.get('name') or '(anonymous)'} ({where or 'native'})"
 
 
 def allocation_sites_text(node: dict[str, Any] | None, top: int = 3) -> str:
@@ -266,9 +268,12 @@ def grown_text(node: dict[str, Any] | None, top: int = 3) -> str:
 
 
 def hot_functions_text(node: dict[str, Any] | None, top: int = 3) -> str:
-    """The CPU profile's hottest functions by self time: `name (file:line) 41 %`, ..."""
-    functions = ((node or {}).get("cpu") or {}).get("functions") or []
-    return "; ".join(f"{_site(f)} {f['self_pct']:.0f} %" for f in functions[:top])
+    """The CPU profile's hottest functions by self time, as shares of its busy time (idle
+    left out): `name (file:line) 41 %`, ...; those under 1 % are not hot."""
+    cpu = (node or {}).get("cpu") or {}
+    busy = cpu.get("busy_ms") or 0.0
+    shares = [(f, 100 * f["self_ms"] / busy) for f in cpu.get("functions") or [] if busy]
+    return "; ".join(f"{_site(f)} {share:.0f} %" for f, share in shares[:top] if share >= 1)
 
 
 def websocket_failures(metrics: RunMetrics) -> dict[str, Any] | None:

@@ -88,28 +88,23 @@ def sessions_series(run: RunData) -> tuple[str, pd.Series]:
     return "", pd.Series(dtype=float)
 
 
-def leak_series(run: RunData, after_fraction: float) -> tuple[str, pd.Series, str]:
-    """The memory a leak is judged on, its figure, and a note on the choice: a Node.js
-    gateway's heap floor (`heap_after_gc_mb`, the heap used just after each major collection,
-    from its inspector) when the run has enough of them after the warm-up, since the heap
-    between collections is mostly garbage and RSS holds what V8 has not yet handed back; its
-    memory (`memory_series`) otherwise."""
+def leak_series(run: RunData, after_fraction: float) -> tuple[str, pd.Series, int | None]:
+    """The memory a leak is judged on, its figure, and how many heap floors the run had after
+    the warm-up (None for a gateway without them): a Node.js gateway's heap floor
+    (`heap_after_gc_mb`, the heap used just after each major collection, from its inspector)
+    when there are `MIN_LEAK_SAMPLES` of them, since the heap between collections is mostly
+    garbage and RSS holds what V8 has not handed back; its memory (`memory_series`) otherwise."""
     source, memory = memory_series(run)
     floor = run.column("heap_after_gc_mb").dropna()
     if floor.empty:
-        return source, memory, ""
+        return source, memory, None
     start, end = float(floor.index.min()), float(floor.index.max())
     if not memory.empty:
         start, end = float(memory.index.min()), float(memory.index.max())
-    after = floor[floor.index >= start + after_fraction * (end - start)]
-    if len(after) >= MIN_LEAK_SAMPLES:
-        return "heap_after_gc_mb", floor, ""
-    return (
-        source,
-        memory,
-        f"judged on {source or 'memory'}: only {len(after)} major collections after the "
-        f"warm-up gave the heap's floor (at least {MIN_LEAK_SAMPLES} needed)",
-    )
+    after = int((floor.index >= start + after_fraction * (end - start)).sum())
+    if after >= MIN_LEAK_SAMPLES:
+        return "heap_after_gc_mb", floor, after
+    return source, memory, after
 
 
 def memory_basis(run: RunData) -> dict[str, Any]:
@@ -184,7 +179,7 @@ def _residual(design: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def leak(run: RunData, settings: AnalysisSettings) -> dict[str, Any]:
-    source, memory, basis_note = leak_series(run, settings.warmup_fraction)
+    source, memory, floors = leak_series(run, settings.warmup_fraction)
     if len(memory) < MIN_LEAK_SAMPLES:
         return _not_judged("too few memory samples to judge")
     start, end = float(memory.index.min()), float(memory.index.max())
@@ -243,8 +238,9 @@ def leak(run: RunData, settings: AnalysisSettings) -> dict[str, Any]:
         "growth_mb": round(slope * (t[-1] - t[0]), 2),
         "memory_source": source,
     }
-    if basis_note:
-        result["basis_note"] = basis_note
+    if floors is not None:  # a Node gateway's inspector: how many floors there were to judge
+        result["floors_after_warmup"] = floors
+        result["floors_needed"] = MIN_LEAK_SAMPLES
     significant = low_h > 0 and per_hour > threshold
     uncertain = not significant and high_h > threshold and steady_share < STEADY_SHARE
     if uncertain or steady_share < LEAST_STEADY_SHARE:

@@ -48,9 +48,31 @@ def gc_figures(run: RunData) -> dict[str, Any] | None:
     }
 
 
-def event_loop_figures(run: RunData) -> dict[str, Any] | None:
-    p50, p99 = run.column("eventloop_delay_p50_ms"), run.column("eventloop_delay_p99_ms")
-    longest = run.column("eventloop_delay_max_ms")
+def held_by_snapshots(snapshots: dict[str, Any]) -> list[tuple[float, float]]:
+    """The wall-clock spans in which the suite's own heap snapshots held the gateway (and the
+    second after: the samples that counted the pause)."""
+    return [
+        (float(s["at_unix"]) - 0.5, float(s["at_unix"]) + float(s.get("held_s", 0)) + 1.5)
+        for s in snapshots.values()
+        if isinstance(s, dict) and s.get("at_unix") is not None
+    ]
+
+
+def _outside(series: Any, spans: list[tuple[float, float]]) -> Any:
+    for start, end in spans:
+        series = series[(series.index < start) | (series.index > end)]
+    return series
+
+
+def event_loop_figures(
+    run: RunData, held: list[tuple[float, float]] | None = None
+) -> dict[str, Any] | None:
+    """The event loop's delay, outside the seconds a heap snapshot held the gateway (`held`):
+    those delays are the suite's own."""
+    held = held or []
+    p50 = _outside(run.column("eventloop_delay_p50_ms"), held)
+    p99 = _outside(run.column("eventloop_delay_p99_ms"), held)
+    longest = _outside(run.column("eventloop_delay_max_ms"), held)
     if p99.empty:
         return None
     worst = float(longest.idxmax()) if not longest.empty else None
@@ -62,6 +84,7 @@ def event_loop_figures(run: RunData) -> dict[str, Any] | None:
         "seconds": len(p99),
         "seconds_over": int((p99 > EVENT_LOOP_DELAY_MS).sum()),
         "limit_ms": EVENT_LOOP_DELAY_MS,
+        "seconds_left_out": int(len(run.column("eventloop_delay_p99_ms")) - len(p99)),
     }
 
 
@@ -97,17 +120,25 @@ def _read(folder: Path, name: str, what: str, notes: list[str], read: Any) -> An
 def node_inside(run: RunData) -> dict[str, Any] | None:
     """What the inspector of a Node.js gateway recorded, or None for a run without one."""
     folder = Path(run.folder)
-    record_path = folder / RECORD_FILE
-    figures = {
-        "gc": gc_figures(run),
-        "event_loop": event_loop_figures(run),
-        "heap": heap_figures(run),
-    }
-    if not record_path.is_file() and not any(figures.values()):
-        return None
     notes: list[str] = []
     record = _read(folder, RECORD_FILE, "the recording's record", notes, _json) or {}
+    recorded = record.get("recorded") or {}
+    taken = recorded.get("snapshots") or {}
+    figures = {
+        "gc": gc_figures(run),
+        "event_loop": event_loop_figures(run, held_by_snapshots(taken)),
+        "heap": heap_figures(run),
+    }
+    if not record and not any(figures.values()):
+        return None
     notes = [*record.get("notes", []), *notes]
+    for label, snapshot in taken.items():
+        notes.append(
+            f"the {label} heap snapshot held the gateway {snapshot.get('held_s', 0):g} s at "
+            f"{snapshot.get('at_s', 0):g} s ({snapshot.get('bytes', 0) / 2**20:.0f} MB "
+            "written): the latency of those seconds is the snapshot's; the event-loop "
+            "figures leave them out"
+        )
     sites = _read(
         folder,
         ALLOCATIONS_FILE,
@@ -122,14 +153,13 @@ def node_inside(run: RunData) -> dict[str, Any] | None:
         grown = _read(
             folder, after.name, "the heap snapshots", notes, lambda p: snapshot_diff(before, p, TOP)
         )
-    recorded = record.get("recorded") or {}
     return {
         **figures,
         "allocations": sites,
         "cpu": cpu,
         "flame_graph": FLAME_GRAPH_FILE if cpu is not None else None,
         "snapshots": {
-            "taken": recorded.get("snapshots") or {},
+            "taken": taken,
             "grown": grown,
         },
         "recorded": recorded,

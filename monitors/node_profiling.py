@@ -225,7 +225,7 @@ class NodeProfiling:
             return
         assert self.folder is not None
         path = self.folder / SNAPSHOT_FILES[label]
-        at, began = self._at(), time.monotonic()
+        at, at_unix, began = self._at(), time.time(), time.monotonic()
         with path.open("w", encoding="utf-8") as out:
             self.session.on(
                 "HeapProfiler.addHeapSnapshotChunk",
@@ -242,6 +242,7 @@ class NodeProfiling:
                 self.session.on("HeapProfiler.addHeapSnapshotChunk", None)
         self.recorded.setdefault("snapshots", {})[label] = {
             "at_s": at,
+            "at_unix": round(at_unix, 3),
             "file": path.name,
             "bytes": path.stat().st_size,
             "held_s": round(time.monotonic() - began, 2),
