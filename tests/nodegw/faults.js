@@ -121,5 +121,4 @@ module.exports = {
   retainMessageHistory,
   startFaults,
   leakedBytes: () => leakedBytes,
-  lastChurned: () => lastChurned,
 };
