@@ -28,6 +28,11 @@ VERBOSE ?=
 RECIPIENTS ?=
 SYNTHETIC_NUMBERS ?=
 SCENARIOS := sessions webhooks messages stress endurance
+# The Node.js gateway of the tests (tests/nodegw): its packages, installed again when its lock
+# changes. `make test` installs them where npm is there; elsewhere its tests skip, saying why.
+NODEGW := tests/nodegw
+NODEGW_STAMP := $(NODEGW)/node_modules/.installed
+NODEGW_IF_NPM := $(if $(shell command -v npm 2>/dev/null),$(NODEGW_STAMP))
 LOCUST = $(BIN)/locust -f locustfile.py --time-scale $(TIME_SCALE) $(if $(TARGET),-H $(TARGET)) \
 	$(if $(GATEWAY_ARGS),--gateway-args "$(GATEWAY_ARGS)") --lang $(REPORT_LANG) \
 	$(if $(PROCESSES),--processes $(PROCESSES)) $(if $(VERBOSE),--loglevel INFO) $(LOCUST_ARGS)
@@ -42,7 +47,7 @@ endif
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint fmt gateway bench clean ui monitor profile report \
-	master worker all plan-check compare soak $(SCENARIOS)
+	master worker all plan-check compare soak nodegw $(SCENARIOS)
 
 help: ## List the targets
 	@grep -E '^[a-z -]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 40
@@ -55,16 +60,22 @@ $(STAMP): requirements.txt
 
 install: $(STAMP) ## Create .venv and install the pinned requirements
 
+$(NODEGW_STAMP): $(NODEGW)/package-lock.json
+	@npm ci --prefix $(NODEGW) --no-audit --no-fund --loglevel=error >/dev/null
+	@touch $@
+
+nodegw: $(NODEGW_STAMP) ## Install the Node.js gateway's packages for the tests (npm ci, tests/nodegw)
+
 # Two parts: tests that measure nothing time-bound run two at a time (pytest-xdist), then the
 # `exclusive` ones (rates, latency, CPU) run alone, so that neither part sees the other's load.
 PYTEST = $(BIN)/python -m pytest
-test: $(STAMP) ## Run the whole test suite
+test: $(STAMP) $(NODEGW_IF_NPM) ## Run the whole test suite
 	@status=0; \
 	$(PYTEST) -n 2 --dist loadscope -m "not exclusive" $(PYTEST_ARGS) || status=$$?; \
 	$(PYTEST) -m exclusive $(PYTEST_ARGS) || status=$$?; \
 	exit $$status
 
-test-fast: $(STAMP) ## Run the quick subset (no slow end-to-end runs)
+test-fast: $(STAMP) $(NODEGW_IF_NPM) ## Run the quick subset (no slow end-to-end runs)
 	@status=0; \
 	$(PYTEST) -n 2 --dist loadscope -m "not slow and not exclusive" $(PYTEST_ARGS) || status=$$?; \
 	$(PYTEST) -m "not slow and exclusive" $(PYTEST_ARGS) || status=$$?; \

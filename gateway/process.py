@@ -33,8 +33,8 @@ class GatewayStartError(RuntimeError):
 class GatewayProcess:
     """A running `python -m gateway`, on a free loopback port unless told otherwise.
 
-    Subclasses run another module with the same flags and announcement (`module`), and say
-    which path answers 200 once it is up (`health_path`)."""
+    Subclasses run another module with the same flags and announcement (`module`), or another
+    program (`command()`), and say which path answers 200 once it is up (`health_path`)."""
 
     module = "gateway"
     health_path = "/health"
@@ -63,10 +63,14 @@ class GatewayProcess:
         assert self.proc is not None
         return self.proc.pid
 
+    def command(self) -> list[str]:
+        """The program and its arguments: `python -m <module> <args>`."""
+        return [sys.executable, "-m", self.module, *self.args]
+
     def start(self) -> GatewayProcess:
         env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, *self.args],
+            self.command(),
             cwd=PROJECT_ROOT,
             env=env,
             stdout=subprocess.PIPE,

@@ -25,7 +25,9 @@ os.environ["SUITE_SYNTHETIC_NUMBERS"] = "1"
 
 from gateway.process import GatewayProcess
 
-# For any test that asks: real gateways (tests.realgw, marked real_gateway) and stand-ins.
+# For any test that asks: real gateways (tests.realgw, marked real_gateway), stand-ins and the
+# Node.js gateway (tests.nodegw).
+from tests.nodegw.fixtures import start_node_gateway  # noqa: F401
 from tests.realgw.fixtures import evolution_gateway, waha_gateway  # noqa: F401
 from tests.standins.fixtures import start_standin, webhook_receiver  # noqa: F401
 
