@@ -268,11 +268,14 @@ def grown_text(node: dict[str, Any] | None, top: int = 3) -> str:
 
 
 def hot_functions_text(node: dict[str, Any] | None, top: int = 3) -> str:
-    """The CPU profile's hottest functions by self time, as shares of its busy time (idle
-    left out): `name (file:line) 41 %`, ...; those under 1 % are not hot."""
+    """The gateway's hottest JavaScript functions in the CPU profile, by self time as shares
+    of its busy time (idle left out): `name (file:line) 41 %`, ...; under 1 % is not hot.
+    V8's builtins (`now`, `writev`: no file) are left out: their time is their callers' to
+    spend less of, and a caller that busy-waits on `Date.now()` is the one to name."""
     cpu = (node or {}).get("cpu") or {}
     busy = cpu.get("busy_ms") or 0.0
-    shares = [(f, 100 * f["self_ms"] / busy) for f in cpu.get("functions") or [] if busy]
+    own = [f for f in cpu.get("functions") or [] if f.get("file") or f.get("url")]
+    shares = [(f, 100 * f["self_ms"] / busy) for f in own if busy]
     return "; ".join(f"{_site(f)} {share:.0f} %" for f, share in shares[:top] if share >= 1)
 
 

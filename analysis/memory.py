@@ -53,6 +53,9 @@ EXPLAINING = ("sessions_active", "queue_depth", "websocket_connections", "connec
 STEADY_SHARE = 0.25
 LEAST_STEADY_SHARE = 0.05
 LATE_FRACTION = 1 / 3  # growth that keeps on must still be there in the last third
+# A Node.js gateway whose heap holds while its RSS grows: this long after the warm-up before
+# that growth is a leak (native memory) rather than V8 and the allocator warming up.
+NATIVE_LEAK_MIN_S = 600.0
 # A cache whose entries follow time this closely grew at one pace throughout, its bound never
 # seen: it cannot be told from a leak that grows per request, and explains nothing.
 CACHE_TIME_CORRELATION = 0.99
@@ -90,21 +93,25 @@ def sessions_series(run: RunData) -> tuple[str, pd.Series]:
 
 def leak_series(run: RunData, after_fraction: float) -> tuple[str, pd.Series, int | None]:
     """The memory a leak is judged on, its figure, and how many heap floors the run had after
-    the warm-up (None for a gateway without them): a Node.js gateway's heap floor
-    (`heap_after_gc_mb`, the heap used just after each major collection, from its inspector)
-    when there are `MIN_LEAK_SAMPLES` of them, since the heap between collections is mostly
-    garbage and RSS holds what V8 has not handed back; its memory (`memory_series`) otherwise."""
+    the warm-up (None for a gateway whose inspector was not attached).
+
+    For a Node.js gateway's inspector (`--node-inspect`): its heap floor (`heap_after_gc_mb`,
+    the heap used just after each major collection) when there are `MIN_LEAK_SAMPLES` of them,
+    else the heap used with the memory its objects hold outside it (`heap_js_mb`: heap used +
+    external), each second: the JS heap, where a leak of the gateway's own code is, and which,
+    unlike RSS, does not grow while V8 and the allocator warm up. Otherwise the gateway's
+    memory (`memory_series`)."""
     source, memory = memory_series(run)
-    floor = run.column("heap_after_gc_mb").dropna()
-    if floor.empty:
+    used, external = run.column("heap_used_mb"), run.column("heap_external_mb")
+    if run.column("gc_count").empty or used.empty:
         return source, memory, None
-    start, end = float(floor.index.min()), float(floor.index.max())
-    if not memory.empty:
-        start, end = float(memory.index.min()), float(memory.index.max())
+    floor = run.column("heap_after_gc_mb").dropna()
+    start, end = float(used.index.min()), float(used.index.max())
     after = int((floor.index >= start + after_fraction * (end - start)).sum())
     if after >= MIN_LEAK_SAMPLES:
         return "heap_after_gc_mb", floor, after
-    return source, memory, after
+    heap = (used + external.reindex(used.index).fillna(0.0)).dropna()
+    return "heap_js_mb", heap, after
 
 
 def memory_basis(run: RunData) -> dict[str, Any]:
@@ -179,12 +186,54 @@ def _residual(design: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def leak(run: RunData, settings: AnalysisSettings) -> dict[str, Any]:
+    """The leak verdict: on the JS heap of an inspected Node.js gateway (`leak_series`), with
+    its processes' memory judged beside it; on that memory alone otherwise."""
     source, memory, floors = leak_series(run, settings.warmup_fraction)
+    result = judge_growth(run, settings, source, memory)
+    if floors is None:
+        return result
+    result["floors_after_warmup"] = floors
+    result["floors_needed"] = MIN_LEAK_SAMPLES
+    process_source, process = memory_series(run)
+    whole = judge_growth(run, settings, process_source, process)
+    if not whole.get("judged"):
+        return result
+    result["process_memory"] = {
+        key: whole.get(key)
+        for key in ("memory_source", "mb_per_hour", "low_mb_per_hour", "high_mb_per_hour",
+                    "late_mb_per_hour", "late_low_mb_per_hour", "detected")
+    }  # fmt: skip
+    if not whole["detected"] or result.get("detected") or not result.get("judged"):
+        return result
+    # The heap held while the processes' memory kept growing: native memory (a module's
+    # buffers, the allocator), or V8 and the allocator warming up, which a fresh Node.js
+    # process does for minutes. Only a long run tells them apart.
+    span = float(result["to_unix"] - result["from_unix"])
+    if span >= NATIVE_LEAK_MIN_S:
+        return {**result, "detected": True, "reason": "outside_heap"}
+    return {
+        **result,
+        "judged": False,
+        "reason": "outside_heap",
+        "run_s_needed": round(NATIVE_LEAK_MIN_S / (1 - settings.warmup_fraction)),
+        "note": f"not enough data to judge a leak: the JS heap held ({result['mb_per_hour']:+.0f}"
+        f" MB/h) while {process_source} grew {whole['mb_per_hour']:+.0f} MB/h and still did "
+        "in the last third: memory outside the heap (native modules, the allocator) and a "
+        "fresh process's warm-up look alike until about "
+        f"{round(NATIVE_LEAK_MIN_S / (1 - settings.warmup_fraction))} s of run",
+    }
+
+
+def judge_growth(
+    run: RunData, settings: AnalysisSettings, source: str, memory: pd.Series
+) -> dict[str, Any]:
+    """Whether `memory` grows after the warm-up beyond what the load explains (the module's
+    text says how)."""
     if len(memory) < MIN_LEAK_SAMPLES:
         return _not_judged("too few memory samples to judge")
     start, end = float(memory.index.min()), float(memory.index.max())
-    if source == "heap_after_gc_mb":  # the floor starts at the first major collection
-        _, whole = memory_series(run)
+    if source in ("heap_after_gc_mb", "heap_js_mb"):  # the run's span, not the floors'
+        whole = run.column("heap_used_mb")
         if not whole.empty:
             start, end = float(whole.index.min()), float(whole.index.max())
     after = start + settings.warmup_fraction * (end - start)
@@ -238,9 +287,6 @@ def leak(run: RunData, settings: AnalysisSettings) -> dict[str, Any]:
         "growth_mb": round(slope * (t[-1] - t[0]), 2),
         "memory_source": source,
     }
-    if floors is not None:  # a Node gateway's inspector: how many floors there were to judge
-        result["floors_after_warmup"] = floors
-        result["floors_needed"] = MIN_LEAK_SAMPLES
     significant = low_h > 0 and per_hour > threshold
     uncertain = not significant and high_h > threshold and steady_share < STEADY_SHARE
     if uncertain or steady_share < LEAST_STEADY_SHARE:
