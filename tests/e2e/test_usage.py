@@ -95,6 +95,21 @@ def test_what_a_profile_needs_from_the_user_is_asked_for_in_one_line(tmp_path):
     check_usage_error(run, "--profile-var secret: ", "has no such variable (it has: secret_key)")
 
 
+def test_node_inspector_options_are_checked_before_any_load(gateway, tmp_path):
+    """`--node-inspect` takes a loopback inspector that is there; its recordings need it."""
+    host = gateway.url
+    run = run_locust("sessions", tmp_path / "run", "--cpu-profile", host=host)
+    check_usage_error(run, "--cpu-profile and --heap-snapshots need --node-inspect HOST:PORT")
+    run = run_locust("sessions", tmp_path / "run", "--node-inspect", "10.1.2.3:9229", host=host)
+    check_usage_error(run, "not a loopback address", "--allow-remote")
+    port = free_port()
+    run = run_locust("sessions", tmp_path / "run", "--node-inspect", f"127.0.0.1:{port}", host=host)
+    check_usage_error(run, f"no Node inspector at 127.0.0.1:{port}", "node --inspect=")
+    inspect = ("--node-inspect", f"127.0.0.1:{port}", "--cpu-profile", "120:60")
+    run = run_locust("sessions", tmp_path / "run", *inspect, host=host)
+    check_usage_error(run, "--cpu-profile '120:60': expected FROM:TO")
+
+
 def test_unreachable_loopback_target_is_a_usage_error(tmp_path):
     port = free_port()
     run = run_locust("sessions", tmp_path / "run", host=f"http://127.0.0.1:{port}")
