@@ -28,7 +28,12 @@ from gateway.process import GatewayProcess
 # For any test that asks: real gateways (tests.realgw, marked real_gateway), stand-ins and the
 # Node.js gateway (tests.nodegw).
 from tests.nodegw.fixtures import start_node_gateway  # noqa: F401
-from tests.realgw.fixtures import evolution_gateway, waha_gateway  # noqa: F401
+from tests.realgw.fixtures import (  # noqa: F401
+    evolution_gateway,
+    evolution_gateway_inspected,
+    waha_gateway,
+    waha_gateway_inspected,
+)
 from tests.standins.fixtures import start_standin, webhook_receiver  # noqa: F401
 
 

@@ -1,4 +1,5 @@
-"""The pytest fixtures `evolution_gateway` and `waha_gateway` (see tests.realgw)."""
+"""The pytest fixtures `evolution_gateway` and `waha_gateway` (see tests.realgw), and the same
+gateways with their V8 inspector on (`evolution_gateway_inspected`, `waha_gateway_inspected`)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ from tests.realgw.gateways import (
 )
 
 
-def _running(kind: type[RealGateway]) -> Iterator[RealGateway]:
+def _running(kind: type[RealGateway], *, inspected: bool = False) -> Iterator[RealGateway]:
     reason = kind.unavailable()
     if reason is not None:
         pytest.skip(reason)
     try:
         with exclusive():
-            gateway = kind()
+            gateway = kind(kind.INSPECT_PORT if inspected else None)
             try:
                 gateway.start()
             except GatewayUnavailable as exc:
@@ -46,3 +47,16 @@ def waha_gateway() -> Iterator[RealGateway]:
     """Real WAHA core 2024.10.8 on 127.0.0.1:3000 in namespace realgw, no sessions at the
     start; stopped (sessions deleted) after."""
     yield from _running(WahaGateway)
+
+
+@pytest.fixture(scope="module")
+def evolution_gateway_inspected() -> Iterator[RealGateway]:
+    """`evolution_gateway` with node's V8 inspector on 127.0.0.1:9229 inside the namespace
+    (`gateway.inspect_address`, for --node-inspect)."""
+    yield from _running(EvolutionGateway, inspected=True)
+
+
+@pytest.fixture(scope="module")
+def waha_gateway_inspected() -> Iterator[RealGateway]:
+    """`waha_gateway` with node's V8 inspector on 127.0.0.1:9230 inside the namespace."""
+    yield from _running(WahaGateway, inspected=True)

@@ -4,6 +4,12 @@ Each runs from its run script inside the network namespace `realgw` (loopback on
 usual port. `start()` waits until it answers, `stop()` deletes what sessions are left and
 stops it by its PID (and Evolution's PostgreSQL, when this started it). Only one test process
 drives them at a time (a file lock): two xdist workers would share the port and the database.
+
+With `inspect_port` (`RealGateway(inspect_port=...)`, each class's `INSPECT_PORT` by default
+in the `*_inspected` fixtures) the gateway's node serves the V8 inspector on 127.0.0.1 of the
+namespace: `NODE_OPTIONS=--inspect=...` reaches it through the run script's `exec ... node`,
+and `start()` checks that the port is that node's own (any other node the gateway started
+would inherit the option, fail to bind and say so in the log).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import signal
 import subprocess
 import time
@@ -46,12 +53,21 @@ class RealGateway:
     ready_path = "/"
     list_path = ""  # answers a list of {"name": ...}: the gateway's own sessions
     delete_path = ""  # with {name}
+    INSPECT_PORT = 0  # the V8 inspector's port when asked for one (the *_inspected fixtures)
 
-    def __init__(self) -> None:
+    def __init__(self, inspect_port: int | None = None) -> None:
         self.url = f"http://127.0.0.1:{self.port}"
+        self.inspect_port = inspect_port
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = BUILD / "run" / f"{self.kind}.pytest.log"
         self.start_s = 0.0  # how long start() took until the gateway answered
+
+    @property
+    def inspect_address(self) -> str:
+        """`127.0.0.1:PORT` of its V8 inspector, inside the namespace (`--node-inspect`)."""
+        if self.inspect_port is None:
+            raise RuntimeError(f"{self.title()} was started without an inspector")
+        return f"127.0.0.1:{self.inspect_port}"
 
     # --- availability and lifetime ------------------------------------------------------------
 
@@ -78,18 +94,19 @@ class RealGateway:
             namespace.ensure_namespace()
         except namespace.NamespaceError as exc:
             raise GatewayUnavailable(str(exc)) from None
-        if namespace.port_in_use(self.port):
-            raise GatewayUnavailable(
-                f"port {self.port} in namespace {namespace.NS} is in use: another {self.title()}"
-                " runs there (not started by this test)"
-            )
+        for port in (self.port, self.inspect_port):
+            if port is not None and namespace.port_in_use(port):
+                raise GatewayUnavailable(
+                    f"port {port} in namespace {namespace.NS} is in use: another "
+                    f"{self.title()} runs there (not started by this test)"
+                )
         started = time.monotonic()
         self.before_start()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 ["bash", str(SCRIPTS / self.script)],
-                env={**os.environ, "R": str(BUILD), "NS": namespace.NS, "PORT": str(self.port)},
+                env=self.environment(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -97,12 +114,37 @@ class RealGateway:
             )
         try:
             self._wait_ready()
+            self._check_inspector()
             self.after_start()
         except BaseException:
             self.stop()
             raise
         self.start_s = time.monotonic() - started
         return self
+
+    def environment(self) -> dict[str, str]:
+        """The run script's environment: ours, where to run, and the inspector if asked."""
+        env = {**os.environ, "R": str(BUILD), "NS": namespace.NS, "PORT": str(self.port)}
+        if self.inspect_port is not None:
+            inspect = f"--inspect=127.0.0.1:{self.inspect_port}"
+            env["NODE_OPTIONS"] = " ".join(filter(None, [env.get("NODE_OPTIONS"), inspect]))
+        return env
+
+    def _check_inspector(self) -> None:
+        """The inspector's port is listened on by the gateway's node (its PID) alone, and no
+        other node of its told the log that it could not have the port."""
+        if self.inspect_port is None:
+            return
+        listing = self.run(["ss", "-Hltnp", f"sport = :{self.inspect_port}"]).stdout
+        owners = {int(pid) for pid in re.findall(r"pid=(\d+)", listing)}
+        if owners != {self.pid}:
+            raise RuntimeError(
+                f"{self.title()}'s inspector port {self.inspect_port} is held by "
+                f"{sorted(owners) or 'no process'}, not by its node ({self.pid}): {listing!r}"
+            )
+        log = self.log_path.read_text(errors="replace")
+        if "Starting inspector on" in log:  # "... failed: address already in use"
+            raise RuntimeError(f"another node of {self.title()}'s took the option: {self.tail()}")
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -208,9 +250,10 @@ class EvolutionGateway(RealGateway):
     ready_path = "/"
     list_path = "/instance/fetchInstances"
     delete_path = "/instance/delete/{name}"
+    INSPECT_PORT = 9229
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, inspect_port: int | None = None) -> None:
+        super().__init__(inspect_port)
         self.pgdata = BUILD / "run" / "pg"
         self.pgsock = BUILD / "run" / "pgsock"
         self.postgres_was_running = False
@@ -260,6 +303,7 @@ class WahaGateway(RealGateway):
     ready_path = "/ping"
     list_path = "/api/sessions?all=true"  # stopped ones too
     delete_path = "/api/sessions/{name}"
+    INSPECT_PORT = 9230
 
     def after_start(self) -> None:
         # WAHA keeps sessions on disk: one a previous run left would refuse `create default`.
