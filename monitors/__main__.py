@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     while not stop.is_set() and time.monotonic() < deadline:
         stop.wait(min(1.0, deadline - time.monotonic()))
         watch.show_notes()  # also when there is no sample to print (target unreachable)
-    watch.monitor.stop()
+    watch.monitor.close()
     watch.feed.close()
     server.stop(timeout=1)
     summary = {"target": watch.url, "pid": watch.pid, **watch.monitor.summary()}
