@@ -190,7 +190,7 @@ def leak(run: RunData, settings: AnalysisSettings) -> dict[str, Any]:
     its processes' memory judged beside it; on that memory alone otherwise."""
     source, memory, floors = leak_series(run, settings.warmup_fraction)
     result = judge_growth(run, settings, source, memory)
-    if floors is None:
+    if floors is None or "memory_source" not in result:  # not inspected, or too few samples
         return result
     result["floors_after_warmup"] = floors
     result["floors_needed"] = MIN_LEAK_SAMPLES

@@ -109,3 +109,23 @@ def test_gc_pauses_over_a_tenth_of_the_run_are_a_bottleneck(tmp_path: Path) -> N
     quiet = node_run(t, gc_pause_ms=np.full(t.size, 20.0), heap_used_mb=np.full(t.size, 50.0))
     quiet.folder = tmp_path
     assert gc_pressure(RunMetrics(quiet, SETTINGS)) is None
+
+
+def test_a_run_with_too_few_samples_renders(tmp_path: Path) -> None:
+    """Ten seconds of an inspected gateway: not judged, and the report says so."""
+    from analysis.report import write_report
+    from tests.analysis.synthetic import make_summary, write_run
+
+    t = np.arange(10.0)
+    rows = [
+        {"unix": T0 + s, "source": "gateway", "gc_count": 3, "heap_used_mb": 20.0, "rss_mb": 90.0}
+        for s in t
+    ]
+    folder = write_run(tmp_path / "run", make_summary(duration_s=10.0), samples=rows)
+    model = write_report(folder)
+    assert model["analysis"]["leak"] == {
+        "judged": False,
+        "detected": False,
+        "note": "too few memory samples to judge",
+    }
+    assert "too few memory samples to judge" in (folder / "report.md").read_text()
