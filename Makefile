@@ -133,7 +133,7 @@ report: $(STAMP) ## Judge and render a saved run again (RUN=reports/<dir> REPORT
 gateway: $(STAMP) ## Run the reference gateway on port 3000 (GATEWAY_ARGS="--error-rate 0.1")
 	$(BIN)/python -m gateway --port 3000 $(GATEWAY_ARGS)
 
-bench: $(STAMP) ## Benchmarks vs wrk, hey, ab and plain Locust, within 15 min (docs/benchmarks.md)
+bench: $(STAMP) $(NODEGW_IF_NPM) ## Benchmarks vs wrk, hey, ab and plain Locust, the Node inspector's cost, in 17 min (docs/benchmarks.md)
 	@(command -v wrk && command -v hey && command -v ab && test -x /usr/sbin/nginx) >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		 apt-get install -y -qq wrk hey apache2-utils nginx-light >/dev/null) || \
