@@ -288,7 +288,23 @@ def judge_growth(
         "memory_source": source,
     }
     significant = low_h > 0 and per_hour > threshold
-    uncertain = not significant and high_h > threshold and steady_share < STEADY_SHARE
+    cannot_rule_out = not significant and high_h > threshold
+    if cannot_rule_out and steady_share >= STEADY_SHARE:
+        # Steady load, but too short or too noisy a run: the interval still holds leaks
+        # over the threshold, and "no leak" would be a guess.
+        noise = float(np.std(y_left - slope * t_left))
+        rate = len(t) / max(1.0, float(t[-1] - t[0]))
+        needed = round(steady_seconds_needed(noise, threshold, rate))
+        return {
+            **result,
+            "judged": False,
+            "reason": "noisy",
+            "steady_s_needed": needed,
+            "note": f"not enough data to judge a leak: the trend is {per_hour:+.0f} MB/h, 95 % "
+            f"interval {low_h:+.0f} to {high_h:+.0f}, which holds growth over the "
+            f"{threshold:g} MB/h threshold; about {needed} s at a steady load would narrow it",
+        }
+    uncertain = cannot_rule_out and steady_share < STEADY_SHARE
     if uncertain or steady_share < LEAST_STEADY_SHARE:
         noise = float(np.std(y_left - slope * t_left))
         # Some figure varied (with none, time's residual is all of time): the one most like it.

@@ -48,13 +48,15 @@ def gc_figures(run: RunData) -> dict[str, Any] | None:
     }
 
 
-def held_by_snapshots(snapshots: dict[str, Any]) -> list[tuple[float, float]]:
-    """The wall-clock spans in which the suite's own heap snapshots held the gateway (and the
-    second after: the samples that counted the pause)."""
+def held_by_recordings(recorded: dict[str, Any]) -> list[tuple[float, float]]:
+    """The wall-clock spans in which the suite's own recordings held the gateway (its heap
+    snapshots, the CPU profiler's start), and the second after: the samples that counted the
+    pause. The held time is measured by the suite, from the call to its answer."""
+    held = [*(recorded.get("snapshots") or {}).values(), recorded.get("cpu")]
     return [
-        (float(s["at_unix"]) - 0.5, float(s["at_unix"]) + float(s.get("held_s", 0)) + 1.5)
-        for s in snapshots.values()
-        if isinstance(s, dict) and s.get("at_unix") is not None
+        (float(h["at_unix"]) - 0.5, float(h["at_unix"]) + float(h.get("held_s", 0)) + 1.5)
+        for h in held
+        if isinstance(h, dict) and h.get("at_unix") is not None
     ]
 
 
@@ -67,8 +69,8 @@ def _outside(series: Any, spans: list[tuple[float, float]]) -> Any:
 def event_loop_figures(
     run: RunData, held: list[tuple[float, float]] | None = None
 ) -> dict[str, Any] | None:
-    """The event loop's delay, outside the seconds a heap snapshot held the gateway (`held`):
-    those delays are the suite's own."""
+    """The event loop's delay, outside the seconds the suite's recordings held the gateway
+    (`held`): those delays are the suite's own."""
     held = held or []
     p50 = _outside(run.column("eventloop_delay_p50_ms"), held)
     p99 = _outside(run.column("eventloop_delay_p99_ms"), held)
@@ -126,7 +128,7 @@ def node_inside(run: RunData) -> dict[str, Any] | None:
     taken = recorded.get("snapshots") or {}
     figures = {
         "gc": gc_figures(run),
-        "event_loop": event_loop_figures(run, held_by_snapshots(taken)),
+        "event_loop": event_loop_figures(run, held_by_recordings(recorded)),
         "heap": heap_figures(run),
     }
     if not record and not any(figures.values()):
@@ -138,6 +140,12 @@ def node_inside(run: RunData) -> dict[str, Any] | None:
             f"{snapshot.get('at_s', 0):g} s ({snapshot.get('bytes', 0) / 2**20:.0f} MB "
             "written): the latency of those seconds is the snapshot's; the event-loop "
             "figures leave them out"
+        )
+    cpu_start = recorded.get("cpu") or {}
+    if cpu_start.get("held_s"):
+        notes.append(
+            f"starting the CPU profiler held the gateway {cpu_start['held_s']:g} s at "
+            f"{cpu_start.get('from_s', 0):g} s: the event-loop figures leave that second out"
         )
     sites = _read(
         folder,
