@@ -1,6 +1,6 @@
 """What the Node inspector costs the gateway: its requests/s with and without it, in one run.
 
-    python -m bench.inspector [--window 5] [--rounds 7] [--no-write]
+    python -m bench.inspector [--window 5] [--rounds 9] [--no-write]
 
 The tests' Node.js gateway (`tests/nodegw/server.js` under `node --inspect=127.0.0.1:0`, no
 rate limit, the API key required, a queue that never fills) runs on CPU 0, and wrk (one
@@ -21,15 +21,18 @@ C D, ...):
 
 Each condition is attached `SETTLE_S` before its window and let go after it: the profiles are
 fetched and written outside the window. A closing A ends the last round. Each condition's
-figures are read against the mean of the A before it and the A after (the machine's speed
-drifts within a round, and between rounds more than the conditions differ); for n rounds the
-lowest and highest of the n ratios bound their median with 1 - 2 / 2^n confidence (94 % for 5
-rounds, 98 % for 7). The cost is read on requests per CPU-second of the gateway (all its
-threads, by the scheduler's count): other processes on a shared machine take the gateway's
-core from it for a while and move its requests/s by tens of percent, its work per request far
-less. D's CPU profiles also say how much of the gateway's time the probe's own JavaScript
-took. Then one heap snapshot under the same load: what the suite records of it (seconds the
-call held, MB written) and how long the gateway's event loop stopped.
+figures are read against A's at the same moment, interpolated between the A before it and the
+A after (the machine's speed drifts within a round, and between rounds more than the
+conditions differ); the verdicts take a distribution-free interval for the median of these
+ratios (order statistics: for 9 rounds the 2nd lowest and 2nd highest, 96 %; for 5 or 7,
+the lowest and highest, 94 % and 98 %). The cost is read on requests per CPU-second of the
+gateway (all its threads, by the scheduler's count): other processes on a shared machine take
+the gateway's core from it for a while and move its requests/s by tens of percent, its work
+per request far less. The machine's own drift from one window to the next (a few %) is more
+than the 1 Hz sampling can cost, so D's CPU profiles also say how much of the gateway's time
+the probe's own JavaScript took. Then one heap snapshot under the same load: what the suite
+records of it (seconds the call held, MB written) and how long the gateway's event loop
+stopped.
 
 Targets (#18): the 1 Hz sampling under 1 % of the gateway's throughput, allocation sampling
 (C, against A) under 5 %. The results replace the "inspector" section of docs/benchmarks.md.
@@ -41,6 +44,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import math
 import os
 import shutil
 import statistics
@@ -104,6 +108,7 @@ class Measured:
     cpu_s: float  # the gateway's CPU time (all its threads) over the run
     samples: int = 0  # inspector samples taken while it ran
     probe_share: float | None = None  # D: the probe's share of the CPU profile's time
+    at: float = 0.0  # the middle of its window (monotonic seconds)
 
     @property
     def rate(self) -> float:
@@ -201,9 +206,10 @@ def measure(gateway: NodeGateway, lua: str, condition: str, window_s: int,
     with attached(gateway.inspector, plan, folder, window_s) as sampler:
         gevent.sleep(SETTLE_S)  # the start's own burst (a probe, a profiler's code log) passes
         before, taken = cpu_s(gateway.pid), sum(s.samples for s in sampler)
+        started = time.monotonic()
         run = load(gateway.url, lua, window_s).get()
         used, taken = cpu_s(gateway.pid) - before, sum(s.samples for s in sampler) - taken
-    measured = Measured(run, used, taken)
+    measured = Measured(run, used, taken, at=(started + time.monotonic()) / 2)
     if plan is not None and plan.cpu:
         profile = folder / CPU_PROFILE_FILE
         measured.probe_share = probe_share(profile)
@@ -249,13 +255,19 @@ def snapshot_cost(gateway: NodeGateway, lua: str, folder: Path) -> dict[str, Any
 
 def paired(results: dict[str, list[Measured]], condition: str,
            figure: Callable[[Measured], float]) -> list[float]:  # fmt: skip
-    """The condition's `figure` round by round, over the mean of the A that opened its round
-    and the A that opened the next (a drift of the machine's speed through a round cancels);
-    for A itself, each A over the one before: the drift."""
-    a = [figure(m) for m in results["A"]]
+    """The condition's `figure` round by round, over A's at the same moment: interpolated
+    between the A that opened its round and the A that opened the next (the machine's speed
+    drifts through a round); for A itself, each A over the one before: the drift."""
+    a = results["A"]
     if condition == "A":
-        return [after / before for before, after in itertools.pairwise(a)]
-    return [figure(m) / ((a[i] + a[i + 1]) / 2) for i, m in enumerate(results[condition])]
+        return [figure(after) / figure(before) for before, after in itertools.pairwise(a)]
+    ratios = []
+    for i, m in enumerate(results[condition]):
+        before, after = a[i], a[i + 1]
+        span = after.at - before.at
+        weight = (m.at - before.at) / span if span > 0 else 0.5
+        ratios.append(figure(m) / (figure(before) + weight * (figure(after) - figure(before))))
+    return ratios
 
 
 def rate(m: Measured) -> float:
@@ -266,17 +278,28 @@ def capacity(m: Measured) -> float:
     return m.per_cpu_second
 
 
-def confidence(rounds: int) -> float:
-    """How surely the lowest and highest of `rounds` ratios bound their median."""
-    return 1 - 2 * 0.5**rounds
+def interval(ratios: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """A distribution-free interval for the median of `ratios`: the k-th lowest and k-th
+    highest, k the largest whose confidence is at least `level` (1: the lowest and highest,
+    whatever their confidence, for a few rounds); and that confidence."""
+    ordered, n = sorted(ratios), len(ratios)
+
+    def confidence(k: int) -> float:  # the chance that the median lies between them
+        return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n
+
+    k = 1
+    while 2 * (k + 1) <= n and confidence(k + 1) >= level:
+        k += 1
+    return ordered[k - 1], ordered[n - k], confidence(k)
 
 
 def verdict(ratios: list[float], target: float) -> str:
-    """The cost against its target, at the median, and whether the spread shows it (which
-    takes `SHOWN_ROUNDS` rounds at least: their lowest and highest a 94 % interval)."""
+    """The cost against its target, at the median, and whether its interval shows it (which
+    takes `SHOWN_ROUNDS` rounds at least)."""
     cost = 1 - statistics.median(ratios)
-    low, high = 1 - max(ratios), 1 - min(ratios)
-    figures = f"cost {cost:+.1%}, interval {low:+.1%} to {high:+.1%}"
+    low_ratio, high_ratio, level = interval(ratios)
+    low, high = 1 - high_ratio, 1 - low_ratio
+    figures = f"cost {cost:+.1%}, {level:.0%} interval {low:+.1%} to {high:+.1%}"
     enough = len(ratios) >= SHOWN_ROUNDS
     if enough and high < target:
         return f"**met** ({figures})"
@@ -305,9 +328,10 @@ def render(
         f"this process, which samples and profiles, on CPU {CLIENT_CPU} too. {rounds} rounds of "
         f"A B C D and a closing A, each condition a {args.window} s window attached "
         f"{SETTLE_S:g} s before it. Figures: median of the rounds (min-max). vs A: the ratio "
-        "to the mean of the A before and the A after, round by round, median (min-max: a "
-        f"{confidence(rounds):.0%} interval for the median; for A itself, each A over the one "
-        "before, the machine's drift). Requests per CPU-second: the gateway's requests over "
+        "to A's figure at the same moment, interpolated between the A before and the A after, "
+        "round by round (for A itself, each A over the one before: the machine's drift); the "
+        "targets' intervals are distribution-free intervals for the median of those ratios. "
+        "Requests per CPU-second: the gateway's requests over "
         "the CPU time of all its threads (the scheduler's count), its capacity on a core of its "
         "own; the cost (1 minus its ratio to A) and the targets are read on it, as the "
         "machine's other processes move requests/s far more than they move it.",
@@ -349,14 +373,17 @@ def render(
         ]
     if snapshot:
         held = snapshot.get("loop_held_ms")
-        loop = f"; its event loop stopped {held:,.0f} ms (the probe's timer)" if held else ""
+        loop = f", its event loop's longest stop {held:,.0f} ms (the probe's timer)" if held else ""
+        before = results["A"][-1].rate  # the closing A, just before
+        lost = SNAPSHOT_LOAD_S * (1 - snapshot["load_rate"] / before)
         lines += [
             "",
-            f"One heap snapshot under the same load ({snapshot['load_rate']:,.0f} requests/s "
-            f"over a {SNAPSHOT_LOAD_S} s run, the heap at {snapshot['heap_used_mb']:.1f} MB "
-            f"used): {snapshot['bytes'] / 2**20:.1f} MB written, the call held "
+            f"One heap snapshot under the same load (the heap at {snapshot['heap_used_mb']:.1f} "
+            f"MB used): {snapshot['bytes'] / 2**20:.1f} MB written; the call held "
             f"{snapshot['held_s']:.2f} s as node-inspector.json records it (to the last chunk "
-            f"written){loop}.",
+            f"written){loop}; over the {SNAPSHOT_LOAD_S} s of load around it the gateway served "
+            f"{snapshot['load_rate']:,.0f} requests/s against {before:,.0f} in the A just "
+            f"before: {lost:.2f} s of its service lost.",
         ]
     return "\n".join(lines)
 
@@ -369,7 +396,7 @@ def node_version() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.inspector", description=__doc__)
     parser.add_argument("--window", type=int, default=5, help="seconds per condition (5)")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds of A B C D (7)")
+    parser.add_argument("--rounds", type=int, default=9, help="rounds of A B C D (9)")
     parser.add_argument("--warm-up", type=int, default=WARM_UP_S, help="seconds of load first")
     parser.add_argument("--no-snapshot", action="store_true", help="skip the heap snapshot")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/")
