@@ -136,10 +136,11 @@ def node_inside(run: RunData) -> dict[str, Any] | None:
     notes = [*record.get("notes", []), *notes]
     for label, snapshot in taken.items():
         notes.append(
-            f"the {label} heap snapshot held the gateway {snapshot.get('held_s', 0):g} s at "
+            f"the {label} heap snapshot took {snapshot.get('held_s', 0):g} s from "
             f"{snapshot.get('at_s', 0):g} s ({snapshot.get('bytes', 0) / 2**20:.0f} MB "
-            "written): the latency of those seconds is the snapshot's; the event-loop "
-            "figures leave them out"
+            "written): the gateway stopped while V8 walked its heap and served slower while "
+            "it sent the file; the latency of those seconds is the snapshot's, and the "
+            "event-loop figures leave them out"
         )
     cpu_start = recorded.get("cpu") or {}
     if cpu_start.get("held_s"):

@@ -15,7 +15,7 @@ C D, ...):
 - A: the inspector's port open, nothing attached (the reference);
 - B: the suite's 1 Hz sampling: `NodeInspector.sample()` every second on its own greenlet
   (`SourceLoop`, as the resource monitor runs it), its probe installed in the gateway;
-- C: B and allocation sampling (`HeapProfiler.startSampling`, the suite's 32 kB interval), what
+- C: B and allocation sampling (`HeapProfiler.startSampling`, the suite's interval), what
   a run with `--node-inspect` records by default;
 - D: B and a CPU profile (`Profiler.start` at the suite's 1 ms interval), `--cpu-profile`.
 
@@ -65,7 +65,12 @@ import numpy as np
 from analysis.cpu_profile import load_cpu_profile
 from bench.gateway import CLIENT_CPU, SERVER_CPU, Run, pin, run_wrk
 from bench.machine import describe_machine, replace_section, spread
-from monitors.node_profiling import CPU_PROFILE_FILE, NodeProfiling, ProfilingPlan
+from monitors.node_profiling import (
+    ALLOCATION_INTERVAL_BYTES,
+    CPU_PROFILE_FILE,
+    NodeProfiling,
+    ProfilingPlan,
+)
 from monitors.sources import SourceLoop
 from tests.nodegw import NodeGateway, unavailable
 
@@ -83,7 +88,10 @@ GATEWAY_FLAGS = ["--rate-limit", "0", "--require-api-key", "--queue-size", "1000
 CONDITIONS: dict[str, tuple[str, ProfilingPlan | None]] = {
     "A": ("inspector port open, nothing attached (reference)", None),
     "B": ("1 Hz sampling (NodeInspector)", ProfilingPlan(allocations=False)),
-    "C": ("B + allocation sampling (32 kB)", ProfilingPlan(allocations=True)),
+    "C": (
+        f"B + allocation sampling ({ALLOCATION_INTERVAL_BYTES // 1024} kB)",
+        ProfilingPlan(allocations=True),
+    ),
     "D": ("B + CPU profile (1 ms)", ProfilingPlan(allocations=False, cpu_from_s=0.0)),
 }
 

@@ -3,7 +3,7 @@
 Over the gateway's V8 inspector (`monitors.inspector`), one connection for all of it:
 
 - **allocation sampling** (on by default): V8's sampling heap profiler from the start of the
-  load (`HeapProfiler.startSampling`, one sample per 32 kB allocated on average); at the end
+  load (`HeapProfiler.startSampling`, one sample per 256 kB allocated on average); at the end
   its profile, whose samples are of memory still live, as `gateway-allocations.heapprofile`
   (opens in Chrome DevTools' Memory panel);
 - **CPU profile** (`--cpu-profile`, the run or a window `FROM:TO` in seconds): V8's sampling
@@ -42,7 +42,10 @@ from monitors.inspector import (
 )
 
 log = logging.getLogger("monitors")
-ALLOCATION_INTERVAL_BYTES = 32768
+# A sample per 256 kB allocated on average: DevTools' 32 kB cost a saturated gateway 6 to 10 %
+# of its throughput (docs/benchmarks.md), this about 1 %; a site holding a few MB of live
+# memory still has ten samples or more.
+ALLOCATION_INTERVAL_BYTES = 262144
 CPU_INTERVAL_US = 1000
 MAX_CPU_SAMPLES = 600_000
 SNAPSHOT_TIMEOUT_S = 300.0
