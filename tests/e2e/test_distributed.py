@@ -23,7 +23,7 @@ from tests.e2e.conftest import GatewayCounts, Run, agrees, run_distributed
 
 REPORT_SECTIONS = {
     "schema_version", "generated_at", "run", "verdict", "criteria", "not_applicable",
-    "performance", "resources", "gateway_memory", "stages", "analysis", "bottlenecks",
+    "performance", "resources", "gateway_memory", "stages", "analysis", "bottlenecks", "node",
     "latency", "service", "requests", "arrivals", "resource_alerts", "notes", "lang",
 }  # fmt: skip
 
@@ -33,6 +33,7 @@ def check_distributed(run: Run, gateway_url: str, stages: int) -> None:
     assert "Traceback" not in run.stderr, run.explain()
     assert run.summary["workers"] == 2
     assert set(run.report) == REPORT_SECTIONS, set(run.report) ^ REPORT_SECTIONS
+    assert run.report["node"] is None  # no Node inspector given
     # The master sampled the gateway (one process, children looked for): its RSS.
     memory = run.report["gateway_memory"]
     assert (memory["figure"], memory["processes"], memory["children_counted"]) == (

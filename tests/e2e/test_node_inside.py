@@ -25,7 +25,7 @@ from tests.nodegw import NodeGateway, unavailable
 ENDURANCE_S = 35.0
 ENDURANCE_SCALE = ENDURANCE_S / 86_400
 SWITCHES = {
-    "leak": ["--leak-kb-per-message", "64"],
+    "leak": ["--leak-kb-per-message", "256"],
     "sound": [],
     "blocked": ["--block-ms", "200", "--block-every-ms", "2000"],
 }

@@ -125,7 +125,9 @@ def test_latency_switch_delays_api_requests_only(start_gateway: StartGateway) ->
     assert max(api) <= 170.0, api
     # The jitter is real: 30 uniform draws all within 5 ms of 100 has odds of about 1e-6.
     assert min(api) < 95.0 < 105.0 < max(api), api
-    assert 90.0 <= statistics.mean(api) <= 112.0, api
+    # Centred on 100 (the mean of 30 draws: 2 ms standard deviation), not one-sided (120): the
+    # upper bound leaves a busy machine's scheduling room (a CI run read 113.1 ms).
+    assert 90.0 <= statistics.mean(api) <= 116.0, api
     # /health is not an /api route: it stays fast.
     assert statistics.median(health) < 15.0, health
     assert quantile(health, 0.9) < 40.0, health
