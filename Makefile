@@ -66,18 +66,20 @@ $(NODEGW_STAMP): $(NODEGW)/package-lock.json
 
 nodegw: $(NODEGW_STAMP) ## Install the Node.js gateway's packages for the tests (npm ci, tests/nodegw)
 
-# Two parts: tests that measure nothing time-bound run two at a time (pytest-xdist), then the
-# `exclusive` ones (rates, latency, CPU) run alone, so that neither part sees the other's load.
+# Two parts: tests that measure nothing time-bound run three at a time (pytest-xdist: they wait
+# on bounded runs more than they compute, and three workers on two cores took 249 s where two
+# took 338), then the `exclusive` ones (rates, latency, CPU) run alone, so that neither part
+# sees the other's load.
 PYTEST = $(BIN)/python -m pytest
 test: $(STAMP) $(NODEGW_IF_NPM) ## Run the whole test suite
 	@status=0; \
-	$(PYTEST) -n 2 --dist loadscope -m "not exclusive" $(PYTEST_ARGS) || status=$$?; \
+	$(PYTEST) -n 3 --dist loadscope -m "not exclusive" $(PYTEST_ARGS) || status=$$?; \
 	$(PYTEST) -m exclusive $(PYTEST_ARGS) || status=$$?; \
 	exit $$status
 
 test-fast: $(STAMP) $(NODEGW_IF_NPM) ## Run the quick subset (no slow end-to-end runs)
 	@status=0; \
-	$(PYTEST) -n 2 --dist loadscope -m "not slow and not exclusive" $(PYTEST_ARGS) || status=$$?; \
+	$(PYTEST) -n 3 --dist loadscope -m "not slow and not exclusive" $(PYTEST_ARGS) || status=$$?; \
 	$(PYTEST) -m "not slow and exclusive" $(PYTEST_ARGS) || status=$$?; \
 	exit $$status
 
