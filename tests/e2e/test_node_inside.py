@@ -32,12 +32,19 @@ SWITCHES = {
 
 pytestmark = [
     pytest.mark.slow,
+    # Alone: the leak grows per message, and a starved generator's last third (three copies of
+    # this module at once) flattens it into "not enough data".
+    pytest.mark.exclusive,
     pytest.mark.skipif(unavailable() is not None, reason=unavailable() or ""),
 ]
 
 
 def endurance_against(switches: list[str], report_dir: Path) -> tuple[Run, list[dict[str, Any]]]:
-    with NodeGateway([*switches, "--rate-limit", "0"], inspect=True) as gateway:
+    # Its webhook id cache bounded at 100, full in seconds: a cache that fills a message at a
+    # time for the whole run grows like the leak, and the analysis rightly cannot tell them
+    # apart ("not enough steady load"); a real gateway's bound is reached in a long run.
+    args = [*switches, "--rate-limit", "0", "--dedup-capacity", "100"]
+    with NodeGateway(args, inspect=True) as gateway:
         run = run_locust(
             "endurance", report_dir, "--target-pid", str(gateway.pid),
             "--node-inspect", gateway.inspector, "--cpu-profile", "--heap-snapshots",

@@ -214,7 +214,7 @@ class Gateway {
   rememberInbound(messageId) {
     if (this.seenInbound.has(messageId)) return false;
     this.seenInbound.add(messageId);
-    if (this.seenInbound.size > DEDUP_CAPACITY) {
+    if (this.seenInbound.size > (this.options.dedupCapacity ?? DEDUP_CAPACITY)) {
       this.seenInbound.delete(this.seenInbound.values().next().value);
     }
     return true;

@@ -47,6 +47,7 @@ const FLAGS = {
   'block-every-ms': ['1000', '... every this many ms', 'number'],
   'churn-mb-per-s': ['0', 'MB/s of short-lived garbage (churnBuffers)', 'number'],
   'cache-entries': ['0', 'the last K messages kept (gateway_cache_entries)', 'int'],
+  'dedup-capacity': ['100000', 'inbound webhook ids remembered (gateway_cache_entries)', 'int'],
   help: [false, 'this text', 'flag'],
 };
 
