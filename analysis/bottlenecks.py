@@ -207,14 +207,9 @@ def memory_leak(metrics: RunMetrics) -> dict[str, Any] | None:
         grown=grown_text(metrics.node),
     )
     evidence = finding["evidence"]
-    if evidence["sites"] or evidence["grown"]:
-        finding["advice_key"] = "findings.memory_leak.advice_" + (
-            "sites_grown"
-            if evidence["sites"] and evidence["grown"]
-            else "sites"
-            if evidence["sites"]
-            else "grown"
-        )
+    measured = "_".join(key for key in ("sites", "grown") if evidence[key])
+    if measured:
+        finding["advice_key"] = f"findings.memory_leak.advice_{measured}"
     elif metrics.node is not None:  # a Node gateway, inspected, but nothing recorded
         finding["advice_key"] = "findings.memory_leak.advice_node"
     return finding
