@@ -128,6 +128,14 @@ class GatewayConfig:
         ),
     )
     stall_every_s: float = field(default=5.0, metadata=_meta("period of the stalls (s)", "faults"))
+    stall_on_signal: bool = field(
+        default=False,
+        metadata=_meta(
+            "stall --stall-ms once at each SIGUSR1 instead of every --stall-every-s (a switch "
+            "a test throws at a moment it knows)",
+            "faults",
+        ),
+    )
     leak_kib_per_message: float = field(
         default=0.0,
         metadata=_meta("memory retained forever per accepted message (KiB)", "faults"),

@@ -3,7 +3,8 @@
 - `FaultMiddleware`: added latency (with jitter) and injected 500s on `/api` requests, and the
   abrupt exit after N requests. Installed only when one of them is on: no cost otherwise.
 - `stall_loop`: blocks the whole event loop for `stall_ms` every `stall_every_s`, on a fixed
-  timetable, the way a long GC pause or a blocked Node.js event loop does.
+  timetable, the way a long GC pause or a blocked Node.js event loop does; `stall_on_signal`:
+  once at each SIGUSR1 instead, when whoever sends it wants to know the moment.
 - `Leak`: memory retained forever per accepted message.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -106,6 +108,17 @@ async def stall_loop(stall_ms: float, every_s: float, metrics: GatewayMetrics) -
         await asyncio.sleep(max(0.0, start + ticks * every_s - time.monotonic()))
         stalls.inc()
         time.sleep(stall_ms / 1000)  # deliberately blocking: that is the fault
+
+
+def stall_on_signal(stall_ms: float, metrics: GatewayMetrics) -> None:
+    """Block the event loop for `stall_ms` at each SIGUSR1 (the loop's own signal handler)."""
+    stalls = metrics.faults_injected.labels(kind="stall")
+
+    def stall() -> None:
+        stalls.inc()
+        time.sleep(stall_ms / 1000)  # deliberately blocking: that is the fault
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, stall)
 
 
 class Leak:

@@ -17,7 +17,7 @@ from gateway.config import GatewayConfig
 from gateway.delivery import DeliveryPipeline
 from gateway.errors import ApiError
 from gateway.events import EventHub
-from gateway.faults import Leak, stall_loop
+from gateway.faults import Leak, stall_loop, stall_on_signal
 from gateway.metrics import GatewayMetrics
 from gateway.sessions import Session, SessionStore
 
@@ -69,7 +69,9 @@ class Gateway:
         await self.hub.start()
         self.delivery.start()
         self._background.append(asyncio.create_task(self._expire_sessions()))
-        if self.config.stall_ms > 0:
+        if self.config.stall_ms > 0 and self.config.stall_on_signal:
+            stall_on_signal(self.config.stall_ms, self.metrics)
+        elif self.config.stall_ms > 0:
             self._background.append(
                 asyncio.create_task(
                     stall_loop(self.config.stall_ms, self.config.stall_every_s, self.metrics)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import signal
 import statistics
 import threading
 import time
@@ -221,6 +223,25 @@ def test_stall_switch_blocks_the_whole_event_loop_periodically(
     # Between stalls the loop answers promptly.
     assert statistics.median(ordinary) < 0.06, ordinary
     assert counted >= len(stalls)
+
+
+def test_stall_on_signal_blocks_the_loop_once_per_sigusr1(start_gateway: StartGateway) -> None:
+    gw = start_gateway("--stall-ms", "600", "--stall-on-signal")
+    with httpx.Client(base_url=gw.url, timeout=5) as http:
+        quiet = []
+        for _ in range(10):  # no timetable: nothing stalls until the signal
+            began = time.perf_counter()
+            assert http.get("/health").status_code == 200
+            quiet.append(time.perf_counter() - began)
+            time.sleep(0.1)
+        assert max(quiet) < 0.3, quiet
+        os.kill(gw.pid, signal.SIGUSR1)
+        time.sleep(0.05)  # the loop takes the signal, then blocks
+        began = time.perf_counter()
+        assert http.get("/health").status_code == 200
+        blocked = time.perf_counter() - began
+        assert metric(http, "gateway_faults_injected_total", kind="stall") == 1
+    assert 0.4 <= blocked < 1.5, blocked
 
 
 # --- memory: leak ------------------------------------------------------------------------------
