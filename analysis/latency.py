@@ -22,6 +22,7 @@ methods give (tests/analysis/test_latency.py), a few times faster and a hundred 
 from __future__ import annotations
 
 import functools
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -184,3 +185,61 @@ def merged(histograms: Iterable[HdrHistogram]) -> HdrHistogram:
     for histogram in histograms:
         total.add(histogram)
     return total
+
+
+class Recent:
+    """What histograms that only grow recorded over their last `span` updates: `update()`,
+    once a second, keeps the counts added since the update before (sparse: the counters that
+    moved), so that the live view reads the last seconds' percentiles from the same lossless
+    histograms as the report, without a second record per request. Counts that went down
+    (the histograms were cleared: a new run) start it again."""
+
+    def __init__(self, span: int) -> None:
+        self.span = span
+        self._previous: np.ndarray | None = None
+        self._moved: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=span)
+        self._layout: tuple[int, int, int] | None = None
+
+    def update(self, histograms: Iterable[HdrHistogram]) -> None:
+        total: np.ndarray | None = None
+        for h in histograms:
+            counts = np.ctypeslib.as_array(h.counts).astype(np.int64)
+            total = counts if total is None else total + counts
+            self._layout = (h.counts_len, h.sub_bucket_half_count_magnitude, h.unit_magnitude)
+        if total is None:
+            self.clear()
+            return
+        previous = self._previous
+        if previous is None or previous.shape != total.shape or (total < previous).any():
+            self._moved.clear()
+            delta = total
+        else:
+            delta = total - previous
+        at = np.flatnonzero(delta)
+        self._moved.append((at, delta[at]))
+        self._previous = total
+
+    def clear(self) -> None:
+        self._previous = None
+        self._moved.clear()
+
+    def describe(self, last: int | None = None) -> dict[str, float] | None:
+        """Count, p50, p95, p99 and max in ms over the last `last` updates (all kept: `span`);
+        None when nothing was recorded in them."""
+        moved = list(self._moved)[-last:] if last else list(self._moved)
+        if not moved or self._layout is None:
+            return None
+        counts = np.zeros(self._layout[0], dtype=np.int64)
+        for at, added in moved:
+            counts[at] += added
+        total = int(counts.sum())
+        if total == 0:
+            return None
+        _, highest, _ = _equivalent_values(*self._layout)
+        cumulative = np.cumsum(counts)
+        found = {}
+        for p in (50.0, 95.0, 99.0):
+            i = int(np.searchsorted(cumulative, max(int(p * total / 100 + 0.5), 1), side="left"))
+            found[f"p{p:g}_ms"] = int(highest[min(i, len(highest) - 1)]) / 1000
+        top = int(np.flatnonzero(counts)[-1])
+        return {"count": total, **found, "max_ms": int(highest[top]) / 1000}

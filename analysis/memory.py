@@ -37,6 +37,7 @@ import pandas as pd
 from analysis.criteria import AnalysisSettings
 from analysis.run_data import RunData
 from monitors.alerts import theil_sen, thinned
+from monitors.figures import HOLDING_MEMORY
 from monitors.process import memory_column
 from monitors.prometheus import CACHE_KEY
 
@@ -44,7 +45,7 @@ Z95 = 1.96
 LEAK_GROUPS = 200
 MIN_LEAK_SAMPLES = 20
 # The figures that hold memory in a gateway, besides its caches (`CACHE_KEY`).
-EXPLAINING = ("sessions_active", "queue_depth", "websocket_connections", "connections")
+EXPLAINING = HOLDING_MEMORY
 # Time varying apart from the load by less than this share of its own spread: the load
 # ramped throughout, and a leak cannot be told from it unless the interval says otherwise;
 # below `LEAST_STEADY_SHARE`, whatever the interval says: the slope then rests on a few

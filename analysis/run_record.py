@@ -68,6 +68,7 @@ class RunRecord:
         self.criteria_path = criteria_path
         self.lang = lang
         self.extra: dict[str, Any] = {}  # recovery probe, abort: kept in timeline.json
+        self.checkpointed: list[Callable[[], None]] = []  # called after each checkpoint
         self.verdict: dict[str, Any] | None = None
         self.unreachable_at: float | None = None
         self.folder: Path | None = None
@@ -120,6 +121,9 @@ class RunRecord:
                 self.checkpoint()
             except Exception:  # a full disk must not stop the load: the next one may do
                 log.exception("checkpoint of the run's data failed")
+                continue
+            for listener in self.checkpointed:
+                listener()
 
     def on_test_stop(self, **_: Any) -> None:
         if self.folder is None:

@@ -31,6 +31,7 @@ monkey.patch_all()  # first: httpx, psutil and the file writes all run under gev
 import argparse
 import datetime as dt
 import json
+import mimetypes
 import signal
 import sys
 import time
@@ -44,6 +45,8 @@ import psutil
 from gevent.event import Event
 from gevent.pywsgi import WSGIServer
 
+from monitors.feed import Feed, stream
+from monitors.live import WEB_DIR, LiveView, gateway_point
 from monitors.process import memory_column, pid_listening_on
 from monitors.resources import ResourceMonitor
 from monitors.storage import read_samples
@@ -51,42 +54,10 @@ from monitors.storage import read_samples
 USAGE_ERROR = 2
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-KEEPALIVE_S = 15.0
 
 
 class UsageError(Exception):
     pass
-
-
-class Feed:
-    """The latest payload, and a wake-up for every stream waiting for the next one."""
-
-    def __init__(self) -> None:
-        self.seq = 0
-        self.payload: dict[str, Any] | None = None
-        self.closed = False
-        self._event = Event()
-
-    def publish(self, payload: dict[str, Any]) -> None:
-        self.seq += 1
-        self.payload = payload
-        self._wake()
-
-    def close(self) -> None:
-        self.closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        event, self._event = self._event, Event()
-        event.set()
-
-    def next(self, seq: int, timeout: float) -> tuple[int, dict[str, Any] | None]:
-        """The payload after `seq` (None when `timeout` passes first, or on close)."""
-        if self.seq == seq and not self.closed:
-            self._event.wait(timeout)
-        if self.seq == seq or self.closed:
-            return seq, None
-        return self.seq, self.payload
 
 
 def _figure(sample: dict[str, Any], key: str, unit: str = "", digits: int = 0) -> str:
@@ -130,6 +101,8 @@ class Watch:
         self.pid = self.find_pid()
         metrics_url = None if args.metrics_url == "off" else args.metrics_url
         self.feed = Feed()
+        self.view = LiveView(self.view_payload)
+        self.started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self.monitor = ResourceMonitor(
             pid=self.pid,
             metrics_url=metrics_url or self.url + "/metrics",
@@ -163,10 +136,35 @@ class Watch:
     def payload(self) -> dict[str, Any]:
         return {"target": self.url, "pid": self.pid, **self.monitor.live()}
 
+    def view_payload(self) -> dict[str, Any]:
+        """The live page's payload (`monitors.live`), in its monitor mode: no run, no verdict."""
+        latest = self.monitor.latest
+        live = self.monitor.live()
+        return {
+            "mode": "monitor",
+            "time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+            "run_id": self.started_at,
+            "state": "monitoring",
+            "target": self.url,
+            "run": None,
+            "stage": None,
+            "load": None,
+            "throughput": None,
+            "latency": None,
+            "verdict": None,
+            "point": {"t": latest["t"], **gateway_point(latest)} if "t" in latest else None,
+            "latest": {k: v for k, v in latest.items() if isinstance(v, int | float)},
+            "stages": [],
+            "alerts": live["alerts"],
+            "notes": live["notes"],
+            "ended": None,
+        }
+
     def on_sample(self, latest: dict[str, Any]) -> None:
         print(compact_line(latest, sorted(self.monitor.watch.active)), flush=True)
         self.show_notes()
         self.feed.publish(self.payload())
+        self.view.tick()
 
     def show_notes(self) -> None:
         for note in self.monitor.notes[self.notes_shown :]:
@@ -181,7 +179,7 @@ class Watch:
             return self.respond(start_response, "405 Method Not Allowed", {"error": "get_only"})
         if path == "/sample":
             return self.respond(start_response, "200 OK", self.payload())
-        if path == "/stream":
+        if path in ("/stream", "/suite/stream"):
             start_response(
                 "200 OK",
                 [
@@ -190,12 +188,35 @@ class Watch:
                     ("X-Accel-Buffering", "no"),
                 ],
             )
-            return self.stream()
+            return stream(self.feed) if path == "/stream" else self.view.events()
+        if path == "/suite/live":
+            return self.respond(start_response, "200 OK", self.view.current())
+        if path == "" or path.startswith("/suite/static/"):
+            return self.page(start_response, path.removeprefix("/suite/static/") or "suite.html")
         return self.respond(
             start_response,
             "404 Not Found",
-            {"error": "not_found", "detail": "GET /stream, /sample"},
+            {"error": "not_found", "detail": "GET /, /stream, /sample, /suite/live, /suite/stream"},
         )
+
+    @staticmethod
+    def page(start_response: Any, name: str) -> Iterator[bytes]:
+        """The live page's files (`monitors/web/`), as the web UI serves them."""
+        path = (WEB_DIR / name).resolve()
+        if not path.is_file() or WEB_DIR not in path.parents:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return iter([b"not found\n"])
+        data = path.read_bytes()
+        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", kind),
+                ("Content-Length", str(len(data))),
+                ("Cache-Control", "no-cache"),
+            ],
+        )
+        return iter([data])
 
     @staticmethod
     def respond(start_response: Any, status: str, body: dict[str, Any]) -> Iterator[bytes]:
@@ -204,24 +225,6 @@ class Watch:
             status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
         )
         return iter([data])
-
-    def stream(self) -> Iterator[bytes]:
-        seq = 0
-        if self.feed.payload is not None:
-            seq = self.feed.seq
-            yield sse(self.feed.payload)
-        else:
-            yield b": waiting for the first sample\n\n"
-        while not self.feed.closed:
-            seq, payload = self.feed.next(seq, KEEPALIVE_S)
-            if payload is not None:
-                yield sse(payload)
-            elif not self.feed.closed:
-                yield b": keep-alive\n\n"
-
-
-def sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
 def warn(message: str) -> None:
@@ -303,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     pid = f"pid {watch.pid}" if watch.pid else "no process"
     warn(f"watching {watch.url} ({pid}) every {args.interval:g} s; samples to {samples}")
     warn(f"live at http://127.0.0.1:{port}/stream (SSE) and /sample; Ctrl-C stops")
+    warn(f"charts at http://127.0.0.1:{port}/")
     started = time.monotonic()
     deadline = started + args.duration if args.duration else float("inf")
     while not stop.is_set() and time.monotonic() < deadline:
@@ -310,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         watch.show_notes()  # also when there is no sample to print (target unreachable)
     watch.monitor.close()
     watch.feed.close()
+    watch.view.stop()
     server.stop(timeout=1)
     summary = {"target": watch.url, "pid": watch.pid, **watch.monitor.summary()}
     (out / "resources.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -4,11 +4,14 @@ The plan's monitor calls "5 samples in a row grew" a leak, which noise triggers 
 evades. Here the leak alert looks at a sliding window of memory samples and fires when the
 Theil-Sen slope (the median of all pairwise slopes, robust to spikes) exceeds a growth rate and
 the lower bound of its 95 % confidence interval (from Kendall's S) is above zero: growth that is
-both material and consistent, and only over stretches where the load (users and live sessions)
-held still: memory that follows a ramp of load is not a leak. The final verdict on leaks is
-the report's, over the whole run; this is the early warning. Memory is the heap where the
-gateway's metrics give it, else its process tree's (RSS for one process, PSS for a tree:
-`monitors.process.memory_column`); the leak window follows the latter.
+both material and consistent, and only over stretches where every figure that holds memory in a
+gateway held still (users, live sessions, queued messages, WebSocket and TCP connections: those
+the report's leak analysis explains memory by): memory that follows a ramp of load is not a
+leak. During a load run the report's own analysis of the run so far gives the leak alert
+instead (`suite.live_run`: `watch_leak=False` here), so that the live and the final judgement
+are one; this one watches a gateway without a run (`python -m monitors`). Memory is the heap
+where the gateway's metrics give it, else its process tree's (RSS for one process, PSS for a
+tree: `monitors.process.memory_column`); the leak window follows the latter.
 
 The thresholds come from the criteria file's `alerts:` section (`load_alert_rules`); the window
 is a quarter of the run's planned length, 20 s to 600 s (`leak_window_for`), unless that
@@ -26,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from monitors.figures import HOLDING_MEMORY
 from monitors.process import memory_column
 
 Z95 = 1.96
@@ -33,6 +37,7 @@ LEAK_WINDOW_MIN_S, LEAK_WINDOW_MAX_S = 20.0, 600.0
 # Theil-Sen sorts all n(n-1)/2 slopes: 600 points cost ~70 ms, every second. A longer window is
 # averaged down to this many consecutive groups first (~0.5 ms), which also quietens the noise.
 LEAK_MAX_POINTS = 60
+LOAD_FIGURES = ("users", *HOLDING_MEMORY)
 
 
 def theil_sen(points: list[tuple[float, float]]) -> tuple[float, float, float]:
@@ -124,8 +129,9 @@ class AlertWatch:
     """Feed samples in order; `check` returns the alerts that start now (each kind once)."""
 
     rules: AlertRules = field(default_factory=AlertRules)
+    watch_leak: bool = True
     memory: deque[tuple[float, float]] = field(default_factory=deque)
-    load: deque[tuple[float, float]] = field(default_factory=deque)  # (t, users + sessions)
+    load: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)  # figure: (t, v)
     high_cpu_streak: int = 0
     most_processes: float = 1.0  # the most the samples counted at once so far
     active: set[str] = field(default_factory=set)
@@ -141,7 +147,8 @@ class AlertWatch:
                 new, "high_memory", memory_mb > self.rules.memory_mb, t,
                 f"memory {memory_mb:.0f} MB above {self.rules.memory_mb:.0f} MB",
             )  # fmt: skip
-            self._watch_leak(new, t, process_mb if process_mb is not None else memory_mb)
+            if self.watch_leak:
+                self._watch_leak(new, t, process_mb if process_mb is not None else memory_mb)
         cpu = sample.get("cpu_pct_total")
         if cpu is not None:
             self.high_cpu_streak = self.high_cpu_streak + 1 if cpu > self.rules.cpu_pct else 0
@@ -184,17 +191,22 @@ class AlertWatch:
         )  # fmt: skip
 
     def _track_load(self, t: float, sample: dict[str, Any]) -> None:
-        level = float(sample.get("users") or 0) + float(sample.get("sessions_active") or 0)
-        self.load.append((t, level))
-        while self.load and self.load[0][0] < t - self.rules.leak_window_s:
-            self.load.popleft()
+        for name in LOAD_FIGURES:
+            value = sample.get(name)
+            if not isinstance(value, int | float):
+                continue
+            series = self.load.setdefault(name, deque())
+            series.append((t, float(value)))
+            while series and series[0][0] < t - self.rules.leak_window_s:
+                series.popleft()
 
     def _steady_load(self) -> bool:
-        """The load varied by at most a tenth (or one unit) over the leak window."""
-        levels = [level for _, level in self.load]
-        if not levels:
-            return True
-        return max(levels) - min(levels) <= max(1.0, 0.1 * max(levels))
+        """Every load figure varied by at most a tenth (or one unit) over the leak window."""
+        for series in self.load.values():
+            levels = [level for _, level in series]
+            if levels and max(levels) - min(levels) > max(1.0, 0.1 * max(levels)):
+                return False
+        return True
 
     def _flag(self, new: list[Alert], kind: str, on: bool, t: float, message: str) -> None:
         if on and kind not in self.active:

@@ -18,6 +18,10 @@ class Figure(NamedTuple):
     about: str
 
 
+# The figures that hold memory in a gateway: the report's leak analysis explains memory by them
+# (with the gateway's bounded caches), and the live leak alert waits for them to hold still.
+HOLDING_MEMORY = ("sessions_active", "queue_depth", "websocket_connections", "connections")
+
 FIGURES: tuple[Figure, ...] = (
     # The gateway's processes (psutil: its own and its children's, or a remote agent's).
     Figure("rss_mb", "MB", "gateway resident memory (RSS, summed over its processes)"),

@@ -102,6 +102,7 @@ class ResourceMonitor:
         on_alert: Callable[[Alert], None] | None = None,
         on_sample: Callable[[dict[str, Any]], None] | None = None,
         interval_s: float = INTERVAL_S,
+        watch_leak: bool = True,
     ) -> None:
         self.notes: list[str] = []
         self.sources: list[Source] = []
@@ -124,7 +125,8 @@ class ResourceMonitor:
         self.on_alert = on_alert
         self.on_sample = on_sample
         self.interval_s = interval_s
-        self.watch = AlertWatch(self.rules)
+        self.watch_leak = watch_leak
+        self.watch = AlertWatch(self.rules, watch_leak)
         self.latest: dict[str, Any] = {}
         self.aggregates: dict[str, list[float]] = {}  # field -> [count, sum, min, max]
         self.counted = CountedProcesses()
@@ -151,7 +153,7 @@ class ResourceMonitor:
 
     def start(self, samples_path: Path) -> None:
         self.stop()
-        self.watch = AlertWatch(self.rules)
+        self.watch = AlertWatch(self.rules, self.watch_leak)
         self.latest = {}
         self.aggregates = {}
         self.counted = CountedProcesses()
@@ -235,6 +237,15 @@ class ResourceMonitor:
                 if self.on_sample is not None:
                     self.on_sample(self.latest)
             next_tick += self.interval_s
+
+    def alert(self, kind: str, message: str) -> None:
+        """An alert judged elsewhere (the report's leak analysis of the run so far), kept with
+        the monitor's own: in the live view and the summary."""
+        alert = Alert(kind, message, time.monotonic() - self.started)
+        self.watch.fired.append(alert)
+        log.warning("alert: %s", message)
+        if self.on_alert is not None:
+            self.on_alert(alert)
 
     def _aggregate(self, sample: dict[str, Any]) -> None:
         for key, value in sample.items():

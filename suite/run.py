@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import gevent
 import greenlet
 import locust.runners
-from flask import Response
+from flask import Response, jsonify, request
 from locust.event import EventHook
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
@@ -35,18 +35,21 @@ from analysis.timeline import StageTimeline, window_width_for
 from monitors.alerts import AlertRules, load_alert_rules
 from monitors.generator import GeneratorHealth
 from monitors.inspector import InspectorError
-from monitors.live import install_live_view
+from monitors.live import LiveView, install_live_view, install_suite_page
 from monitors.node_profiling import NodeProfiling, ProfilingError, ProfilingPlan, cpu_window
 from monitors.process import pid_listening_on
 from monitors.profile import ProfilerProcess
-from monitors.progress import print_progress
+from monitors.progress import print_progress, quiet_spawn_rate_warning
 from monitors.recovery import probe_recovery
 from monitors.resources import ResourceMonitor
 from shapes.arrivals import ArrivalShape
 from shapes.scenario import CONF_DIR, ScenarioError
 from shapes.scenario_shape import ScenarioPacing, ScenarioShape, scenario_from_options
+from suite.catalog import catalog, scenario_needs
+from suite.live_run import RunLive
 from suite.pauses import FrozenAtStart
 from suite.recipients import settle_numbers
+from suite.start_form import check_start
 from suite.stats_trim import keep_trimmed
 from suite.target import (
     TargetError,
@@ -98,6 +101,7 @@ class SuiteRun:
         self.peak_workers = 0  # the summary is written again at quitting, workers gone by then
         self.partial = False  # the process quit while the load was still on (Ctrl-C, SIGTERM)
         self.recovery: gevent.Greenlet | None = None
+        quiet_spawn_rate_warning()
         try:
             self.scenario = self.load_scenario()
             self.prepare_profile()
@@ -151,10 +155,29 @@ class SuiteRun:
             lambda: self.runner.stats, self.recorder.book, self.counters, self.shape.stop_now
         )
         self.monitor = self.build_monitor()
+        self.live = RunLive(
+            environment,
+            self.shape,
+            lambda: self.scenario,
+            self.record,
+            self.recorder.book,
+            lambda: self.monitor,
+            lambda: self.judge.criteria,
+            partial=lambda: self.partial,
+            lang=lambda: self.options.lang,
+        )
+        self.record.checkpointed.append(self.live.judge_soon)
+        self.view = LiveView(self.live.build)
+        self.view.start()
+        self._catalog: dict[str, Any] | None = None
         if environment.web_ui is not None:
-            install_live_view(environment, self.monitor)
+            install_live_view(environment, lambda: self.monitor)
+            install_suite_page(environment, self.view, self.form_options)
             self.install_report_view()
-        self.health = GeneratorHealth(environment, record=self.monitor.record)
+            self.install_start_check()
+        self.health = GeneratorHealth(
+            environment, record=lambda source, sample: self.monitor.record(source, sample)
+        )
         keep_trimmed(lambda: self.runner.stats)
         environment.events.test_start.add_listener(self.on_test_start)
         environment.events.test_stop.add_listener(self.on_test_stop)
@@ -169,7 +192,7 @@ class SuiteRun:
             main = greenlet.getcurrent()  # the init hook runs in Locust's main greenlet
             for signum in (signal.SIGTERM, signal.SIGINT):
                 gevent.signal_handler(signum, lambda: main.throw(KeyboardInterrupt))
-            print_progress(environment, self.shape.describe, lambda: self.scenario.name)
+            print_progress(environment, self.shape.describe, self.view)
 
     def check_web_port(self) -> None:
         """The web UI binds after this hook: a busy port is a usage error now, not a traceback
@@ -183,6 +206,44 @@ class SuiteRun:
             except OSError as exc:
                 fail(f"the web UI's port {web_ui.port} is not free ({exc.strerror}): --web-port")
 
+    def install_start_check(self) -> None:
+        """A start from the form is checked before Locust starts it (`suite.start_form`)."""
+        app = self.environment.web_ui.app
+
+        @app.before_request
+        def _check_start() -> Response | None:
+            if request.endpoint != "locust.swarm" or request.method != "POST":
+                return None
+            problem = check_start(
+                request.form,
+                self.options,
+                self.classes,
+                self.gateway.url if self.gateway is not None else None,
+                profile_now=self.environment.target_profile.name,
+                synthetic_asked=self.synthetic_asked,
+                sessions_given=bool(self.named_sessions),
+                distributed=isinstance(self.runner, MasterRunner),
+            )
+            if problem is None:
+                return None
+            return jsonify({"success": False, "message": problem, "host": self.environment.host})
+
+    def follow_form(self) -> None:
+        """At a start: a profile or target the form changed is the one loaded and watched."""
+        if self.options.target_profile != self.environment.target_profile.name:
+            try:
+                self.prepare_profile()
+            except (ProfileError, TargetValuesError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+            if self.receiver is None and not isinstance(self.runner, MasterRunner):
+                self.receiver = self.start_webhook_receiver()
+        if self.environment.host != self.monitored_host:
+            old, self.monitor = self.monitor, self.build_monitor()
+            old.stop()
+            for source in old.sources:
+                if source not in self.monitor.sources:  # the Node inspector's stays
+                    source.close()
+
     def install_report_view(self) -> None:
         """`GET /report`: the last run's report.html in the web UI (404 before the first)."""
         web_ui = self.environment.web_ui
@@ -195,13 +256,33 @@ class SuiteRun:
             if folder is None:
                 return Response("no report yet: start a run\n", status=404, mimetype="text/plain")
             page, summary = folder / "report.html", folder / "summary.json"
-            # Rendered now if the run's data is newer (a run in progress, or just stopped).
-            stale = not page.is_file() or not summary.is_file()
-            if stale or summary.stat().st_mtime > page.stat().st_mtime:
+            if self.record.ended_at is None:
+                # The run goes on: its data now, and the report drawn by the live report's
+                # process, off the load's event loop.
+                self.record.checkpoint()
+                self.live.render(folder)
+            # Rendered now if the run's data is newer (just stopped, its final write to come).
+            elif not page.is_file() or summary.stat().st_mtime > page.stat().st_mtime:
                 self.record.write()
             if not page.is_file():
                 return Response("no report: see the log\n", status=500, mimetype="text/plain")
             return Response(page.read_text(encoding="utf-8"), mimetype="text/html")
+
+    def form_options(self) -> dict[str, Any]:
+        """The web UI form's choices (`GET /suite/options`): read once, the defaults now."""
+        if self._catalog is None:
+            self._catalog = catalog(self.classes)
+        embedded = self.gateway.url if self.gateway is not None else None
+        return {
+            **self._catalog,
+            "defaults": {
+                "scenario": Path(self.options.scenario).stem,
+                "target_profile": self.environment.target_profile.name,
+                "time_scale": float(self.options.time_scale),
+                "host": self.environment.host or embedded or "",
+            },
+            "embedded_host": embedded,
+        }
 
     def load_scenario(self):
         self.scenario = scenario_from_options(self.environment, self.classes)
@@ -284,15 +365,13 @@ class SuiteRun:
         scenario against WAHA) is refused before any load, naming the request. Message senders
         create their sessions unless the user named some (`--sessions`)."""
         profile = self.environment.target_profile
-        for name in self.scenario.users:
-            cls = self.classes.get(name)
-            needs = list(getattr(cls, "needs", ()))
-            if getattr(cls, "creates_sessions", False) and not self.named_sessions:
-                needs.insert(0, "create_session")
-            lacking = profile.lacks(needs)
-            if lacking:
+        needs = scenario_needs(
+            self.scenario, self.classes, sessions_given=bool(self.named_sessions)
+        )
+        for user, role in needs:
+            if profile.lacks([role]):
                 raise ProfileError(
-                    f"scenario {self.scenario.name!r}: {name} sends the {lacking[0]!r} request, "
+                    f"scenario {self.scenario.name!r}: {user} sends the {role!r} request, "
                     f"which the target profile {profile.name!r} does not have"
                 )
 
@@ -309,6 +388,7 @@ class SuiteRun:
     def build_monitor(self) -> ResourceMonitor:
         options = self.options
         host = self.environment.host or ""
+        self.monitored_host = self.environment.host
         pid = self.gateway.pid if self.gateway else options.target_pid or None
         if pid is None and is_loopback_url(host):
             pid = pid_listening_on(urlsplit(host).port or 80)
@@ -323,6 +403,7 @@ class SuiteRun:
             sessions=self.sessions_held,
             metric_names=self.environment.target_profile.metrics.model_dump(exclude_none=True),
             sources=[self.node.sampler] if self.node is not None else [],
+            watch_leak=False,  # the report's own leak analysis alerts (suite.live_run)
         )
 
     def attach_node_inspector(self) -> NodeProfiling | None:
@@ -366,6 +447,7 @@ class SuiteRun:
             raise  # unreachable: fail() exits
 
     def on_test_start(self, **_: Any) -> None:
+        self.follow_form()
         self.peak_workers = 0
         self.partial = False
         # After RunRecord's own test_start listener: the run's folder exists by now.
@@ -378,6 +460,7 @@ class SuiteRun:
         except NumbersError as exc:
             print(f"error: {exc}; the users that need numbers will send nothing", file=sys.stderr)
         self.judge.start(list(self.criteria.criteria))
+        self.live.reset()
         if self.worker_watch is not None:
             self.worker_watch.start()
         if self.record.folder is not None:
@@ -477,6 +560,8 @@ class SuiteRun:
         if self.profiler is not None:
             self.profiler.stop()  # before the gateway: py-spy writes the graph on SIGINT
         self.monitor.close()
+        self.view.stop()
+        self.live.close()
         if self.node is not None:
             self.node.finish()  # interrupted before test_stop: what was recorded so far
             self.node.close()

@@ -344,3 +344,37 @@ def test_arrival_counters_total() -> None:
     again = ArrivalCounters.total([total.as_dict()])
     assert again == total
     assert ArrivalCounters.total([total.as_dict(), total.as_dict()]).due == 314
+
+
+def test_recent_reads_what_the_histograms_recorded_in_their_last_updates() -> None:
+    """The live view's last seconds, from the run's own histograms: over the last updates,
+    exactly what a histogram of only those values would say; cleared histograms (a new run)
+    start it again."""
+    from analysis.latency import Recent, new_histogram, percentiles, record
+
+    rng = random.Random(7)
+    book = [new_histogram(), new_histogram()]  # two request names, added together
+    recent = Recent(span=2)
+    seconds: list[list[float]] = []
+    for _ in range(4):
+        values = [rng.lognormvariate(1.5, 1.0) for _ in range(300)]
+        for i, value in enumerate(values):
+            record(book[i % 2], value)
+        seconds.append(values)
+        recent.update(book)
+    alone = new_histogram()
+    for value in seconds[-2] + seconds[-1]:
+        record(alone, value)
+    seen = recent.describe()
+    assert seen is not None and seen["count"] == 600
+    p50, p95, p99 = percentiles(alone, (50, 95, 99))
+    assert (seen["p50_ms"], seen["p95_ms"], seen["p99_ms"]) == (p50 / 1000, p95 / 1000, p99 / 1000)
+    assert seen["max_ms"] == alone.get_max_value() / 1000
+    assert recent.describe(last=1)["count"] == 300
+    for histogram in book:
+        histogram.reset()
+    record(book[0], 42.0)
+    recent.update(book)
+    assert recent.describe()["count"] == 1
+    recent.update(book)  # nothing new in the last second: the one before still counts
+    assert recent.describe(last=1) is None and recent.describe()["count"] == 1

@@ -106,7 +106,7 @@ class WebUI:
 
     def template_args(self) -> dict[str, Any]:
         """What Locust puts in the index page for its form (fresh at every request)."""
-        page = self.http.get("/").raise_for_status().text
+        page = self.http.get("/locust").raise_for_status().text  # the suite's page is at /
         marker = "window.templateArgs = "
         assert marker in page
         return json.loads(page.split(marker, 1)[1].split("\n", 1)[0].rstrip().rstrip(";"))

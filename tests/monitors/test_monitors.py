@@ -603,3 +603,26 @@ def test_leak_alert_ignores_memory_that_follows_the_load():
         steady.check(float(t), {"rss_mb": rss, "users": 500, "sessions_active": 0})
     assert [a.kind for a in ramping.fired] == []
     assert [a.kind for a in steady.fired] == ["possible_leak"]
+
+
+def test_leak_alert_waits_for_every_figure_that_holds_memory():
+    """The live alert explains memory by what the report's leak analysis explains it by:
+    memory that follows a growing queue (sessions and users steady, as at a gateway's session
+    cap in `make stress`) is no alert; the same growth with the queue steady is one."""
+    rules = AlertRules(leak_mb_per_min=1.0, leak_window_s=60.0)
+    queue_grows, all_steady = AlertWatch(rules), AlertWatch(rules)
+    for t in range(120):
+        sample = {"rss_mb": 100.0 + 0.4 * t, "users": 200, "sessions_active": 5000}
+        queue_grows.check(float(t), {**sample, "queue_depth": 20 * t})
+        all_steady.check(float(t), {**sample, "queue_depth": 40})
+    assert [a.kind for a in queue_grows.fired] == []
+    assert [a.kind for a in all_steady.fired] == ["possible_leak"]
+
+
+def test_a_run_leaves_the_leak_alert_to_the_report():
+    """During a load run the monitor does not judge leaks (`watch_leak=False`): the live view
+    raises the report's own leak analysis as the alert (suite.live_run)."""
+    watch = AlertWatch(AlertRules(leak_mb_per_min=1.0, leak_window_s=60.0), watch_leak=False)
+    for t in range(120):
+        watch.check(float(t), {"rss_mb": 100.0 + t, "users": 500, "sessions_active": 0})
+    assert watch.fired == []

@@ -1,0 +1,150 @@
+"""The report's own judgement of a run while it goes, computed in a child process.
+
+The live verdict must say what the report will say: it is `build_report` itself, on the files
+the run keeps on disk while it goes (the summary and timeline of each checkpoint, the samples
+as they stream). Judging takes tens of milliseconds on a short run and seconds on a day-long
+one: done on the load's event loop, every request in flight would wait for it. So it runs in
+a child process (`python -m analysis.live_report`), one JSON request a line on its stdin, one
+JSON answer a line on its stdout; the parent waits on the pipe cooperatively (gevent), and
+asks again only once the last answer is in.
+
+The child also renders the report on request (`render: true`: `GET /report` during a run),
+so that the web UI's report is drawn off the loop too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("report")
+ROOT = Path(__file__).resolve().parent.parent
+ANSWER_TIMEOUT_S = 120.0  # a day-long run's first judgement (its samples' CSV) takes seconds
+
+
+def brief(model: dict[str, Any]) -> dict[str, Any]:
+    """What the live view shows of a report model: the verdict, every criterion, the leak."""
+    leak = (model.get("analysis") or {}).get("leak") or {}
+    breaking = (model.get("analysis") or {}).get("breaking_point") or {}
+    return {
+        "verdict": model["verdict"],
+        "criteria": model["criteria"],
+        "leak": {
+            key: leak.get(key)
+            for key in ("judged", "detected", "mb_per_hour", "low_mb_per_hour", "reason", "note")
+        },
+        "breaking_point": {
+            key: breaking.get(key)
+            for key in ("applicable", "held_every_stage", "last_good_stage", "first_bad_stage")
+        },
+    }
+
+
+def answer(request: dict[str, Any]) -> dict[str, Any]:
+    """One request of the parent's: judge (and render, if asked) the run in `folder`."""
+    from analysis.report import build_report, criteria_for, write_report
+    from analysis.run_data import load_run
+
+    folder = Path(request["folder"])
+    began = time.perf_counter()
+    if request.get("render"):
+        model = write_report(folder, lang=request.get("lang", "en"))
+    else:
+        model = build_report(load_run(folder), criteria_for(folder))
+    return {"ok": True, **brief(model), "took_s": round(time.perf_counter() - began, 3)}
+
+
+def main() -> int:
+    """The child: answers until its stdin closes."""
+    import analysis.report  # noqa: F401  (pandas and the report's imports, once, before any request)
+
+    for line in sys.stdin:
+        try:
+            reply = answer(json.loads(line))
+        except Exception as exc:  # the run's files mid-write, a disk full: said, not fatal
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        sys.stdout.write(json.dumps(reply, default=_plain) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def _plain(value: Any) -> Any:
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        return item()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+class LiveReport:
+    """The parent's side: `judge(folder)` and `render(folder, lang)` block the calling greenlet
+    only (the pipes are gevent's under Locust's monkey patching), never the event loop. The
+    child starts at the first request and is started again if it died."""
+
+    def __init__(self) -> None:
+        from gevent.lock import Semaphore
+
+        self._child: subprocess.Popen[str] | None = None
+        self._turn = Semaphore()  # one request on the pipe at a time: its answer is the next line
+
+    def _ensure(self) -> subprocess.Popen[str]:
+        child = self._child
+        if child is None or child.poll() is not None:
+            child = self._child = subprocess.Popen(
+                [sys.executable, "-m", "analysis.live_report"],
+                cwd=ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+            )
+        return child
+
+    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The child's answer to one request, or {"ok": False, "error": ...}."""
+        import gevent
+
+        with self._turn:
+            return self._ask(request, gevent)
+
+    def _ask(self, request: dict[str, Any], gevent: Any) -> dict[str, Any]:
+        try:
+            child = self._ensure()
+            assert child.stdin is not None and child.stdout is not None
+            child.stdin.write(json.dumps(request) + "\n")
+            child.stdin.flush()
+            with gevent.Timeout(ANSWER_TIMEOUT_S):
+                line = child.stdout.readline()
+        except (OSError, gevent.Timeout) as exc:
+            self.close()
+            return {"ok": False, "error": f"the judging process failed: {exc!r}"}
+        if not line:
+            self.close()
+            return {"ok": False, "error": "the judging process ended"}
+        return json.loads(line)
+
+    def judge(self, folder: Path) -> dict[str, Any]:
+        return self.ask({"folder": str(folder)})
+
+    def render(self, folder: Path, lang: str = "en") -> dict[str, Any]:
+        return self.ask({"folder": str(folder), "render": True, "lang": lang})
+
+    def close(self) -> None:
+        child, self._child = self._child, None
+        if child is None:
+            return
+        try:
+            if child.stdin is not None:
+                child.stdin.close()
+            child.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            child.kill()
+            child.wait()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
