@@ -77,6 +77,7 @@ class RunLive:
         self.partial = partial
         self.lang = lang
         self.report = LiveReport()
+        self.report.start()
         self._judging: gevent.Greenlet | None = None
         self.reset()
 
@@ -88,6 +89,7 @@ class RunLive:
         self.judged: dict[str, Any] | None = None
         self.judged_at: float | None = None
         self.leak_alerted = False
+        self.judged_end: dict[str, Any] | None = None  # the ended run's verdict, judged again
         if self._judging is not None:
             self._judging.kill(block=False)
             self._judging = None
@@ -102,7 +104,16 @@ class RunLive:
             return
         self._judging = gevent.spawn(self._judge, folder)
 
-    def _judge(self, folder: Path) -> None:
+    def judge_the_end(self) -> None:
+        """Once the report of the ended run is written: its judgement, after any still being
+        made, so that the criteria shown are the report's final ones."""
+        folder, before = self.record.folder, self._judging
+        if folder is not None:
+            self._judging = gevent.spawn(self._judge, folder, before)
+
+    def _judge(self, folder: Path, after: gevent.Greenlet | None = None) -> None:
+        if after is not None:
+            after.join()
         answer = self.report.judge(folder)
         if self.record.folder is not folder:
             return  # a new run started meanwhile
@@ -137,6 +148,9 @@ class RunLive:
         now = time.time()
         record = self.record
         running = runner is not None and runner.state in ("spawning", "running")
+        if record.ended_at is not None and record.verdict not in (None, self.judged_end):
+            self.judged_end = record.verdict
+            self.judge_the_end()
         http = [pair for key, pair in self.book.histograms.items() if not key.startswith(f"{WS} ")]
         if running:
             self.latency.update(pair["latency"] for pair in http)
