@@ -324,7 +324,7 @@ class RunLive:
 
     def verdict(self, stats: Any) -> dict[str, Any]:
         """The report's judgement of the run so far, with the criteria that would abort it."""
-        aborting = {c.name for c in self.abort_criteria()}
+        aborting = {c.name: c.abort_after for c in self.abort_criteria()}
         judged = self.judged or {}
         if not judged.get("ok"):
             note = judged.get("error") or "judged as the report judges, after each checkpoint"
@@ -345,6 +345,7 @@ class RunLive:
                     "state": state,
                     "note": j.get("note", ""),
                     "aborts": j["name"] in aborting,
+                    "abort_after_s": aborting.get(j["name"]),
                 }
             )
         measured = [c["state"] for c in criteria if c["state"] != "not measured"]

@@ -110,3 +110,42 @@ def test_the_page_asks_for_nothing_beyond_its_own_server(name):
     text = (WEB_DIR / name).read_text(encoding="utf-8")
     for scheme in ("http://", "https://", "//cdn", 'src="/', 'href="/'):
         assert scheme not in text, (name, scheme)
+
+
+def test_the_live_verdict_and_leak_alert_are_the_reports_judgement(monkeypatch, tmp_path):
+    """What the child process answers (the report's own model of the run so far) is what the
+    view shows: each criterion's state, the worst of them, and a leak the report's analysis
+    detected as the one leak alert (the monitor's own leak watch is off during a run)."""
+    from types import SimpleNamespace
+
+    from analysis.live_report import LiveReport
+    from monitors.resources import ResourceMonitor
+    from suite.live_run import RunLive
+
+    monkeypatch.setattr(LiveReport, "start", lambda self: None)
+    monitor = ResourceMonitor(pid=None, metrics_url=None, watch_leak=False)
+    record = SimpleNamespace(folder=tmp_path, started_at=100.0, extra={})
+    live = RunLive(None, None, None, record, None, lambda: monitor, lambda: [])  # type: ignore[arg-type]
+    judgement = {"name": "memory leak", "metric": "memory_leak", "scope": "overall"}
+    judgement |= {"op": "<=", "limit": 0, "severity": "fail", "value": 1.0, "unit": ""}
+    answers = iter(
+        [
+            {"ok": True, "verdict": {"status": "approved"}, "criteria": [], "leak": {}},
+            {
+                "ok": True,
+                "verdict": {"status": "failed", "failures": []},
+                "criteria": [{**judgement, "status": "fail"}],
+                "leak": {"detected": True, "mb_per_hour": 90.0},
+            },
+        ]
+    )
+    live.report = SimpleNamespace(judge=lambda folder: next(answers))  # type: ignore[assignment]
+    live._judge(tmp_path)
+    assert monitor.watch.fired == []
+    live._judge(tmp_path)
+    (alert,) = monitor.watch.fired
+    assert alert.kind == "possible_leak" and "+90 MB/h" in alert.message
+    verdict = live.verdict(SimpleNamespace(num_requests=10))
+    assert verdict["status"] == "failed" and verdict["worst"] == "fail"
+    assert verdict["criteria"][0]["state"] == "fail" and verdict["criteria"][0]["aborts"] is False
+    assert live.verdict(SimpleNamespace(num_requests=0))["status"] is None  # nothing answered yet
