@@ -191,36 +191,43 @@ class Recent:
     """What histograms that only grow recorded over their last `span` updates: `update()`,
     once a second, keeps the counts added since the update before (sparse: the counters that
     moved), so that the live view reads the last seconds' percentiles from the same lossless
-    histograms as the report, without a second record per request. Counts that went down
-    (the histograms were cleared: a new run) start it again."""
+    histograms as the report, without a second record per request. Fewer requests in all
+    than at the update before (the histograms were cleared: a new run) start it again.
+
+    It runs on the load's event loop once a second: each step is a pass over the 23,552
+    counters at most (a copy, a sum, a difference), and the last seconds are read from their
+    sparse counts alone."""
 
     def __init__(self, span: int) -> None:
         self.span = span
         self._previous: np.ndarray | None = None
+        self._previous_count = 0
         self._moved: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=span)
         self._layout: tuple[int, int, int] | None = None
 
     def update(self, histograms: Iterable[HdrHistogram]) -> None:
         total: np.ndarray | None = None
+        count = 0
         for h in histograms:
-            counts = np.ctypeslib.as_array(h.counts).astype(np.int64)
-            total = counts if total is None else total + counts
+            counts = np.ctypeslib.as_array(h.counts)
+            total = counts.astype(np.int64) if total is None else total + counts
+            count += h.total_count
             self._layout = (h.counts_len, h.sub_bucket_half_count_magnitude, h.unit_magnitude)
         if total is None:
             self.clear()
             return
         previous = self._previous
-        if previous is None or previous.shape != total.shape or (total < previous).any():
+        if previous is None or previous.shape != total.shape or count < self._previous_count:
             self._moved.clear()
             delta = total
         else:
             delta = total - previous
         at = np.flatnonzero(delta)
         self._moved.append((at, delta[at]))
-        self._previous = total
+        self._previous, self._previous_count = total, count
 
     def clear(self) -> None:
-        self._previous = None
+        self._previous, self._previous_count = None, 0
         self._moved.clear()
 
     def describe(self, last: int | None = None) -> dict[str, float] | None:
@@ -229,17 +236,27 @@ class Recent:
         moved = list(self._moved)[-last:] if last else list(self._moved)
         if not moved or self._layout is None:
             return None
-        counts = np.zeros(self._layout[0], dtype=np.int64)
-        for at, added in moved:
-            counts[at] += added
-        total = int(counts.sum())
-        if total == 0:
+        at = np.concatenate([a for a, _ in moved])
+        added = np.concatenate([c for _, c in moved])
+        order = np.argsort(at, kind="stable")  # a few hundred counters: sorted, not scanned
+        return self._described(at[order], added[order])
+
+    def describe_all(self) -> dict[str, float] | None:
+        """The same over everything the histograms hold (the whole run), from the counts the
+        last update read: no second pass over them."""
+        if self._previous is None:
+            return None
+        return self._described(None, self._previous)
+
+    def _described(self, at: np.ndarray | None, counts: np.ndarray) -> dict[str, float] | None:
+        """`counts[i]` values in counter `at[i]` (`at` ascending), or in counter `i`."""
+        cumulative = np.cumsum(counts)
+        total = int(cumulative[-1]) if len(cumulative) else 0
+        if total == 0 or self._layout is None:
             return None
         _, highest, _ = _equivalent_values(*self._layout)
-        cumulative = np.cumsum(counts)
-        found = {}
-        for p in (50.0, 95.0, 99.0):
-            i = int(np.searchsorted(cumulative, max(int(p * total / 100 + 0.5), 1), side="left"))
-            found[f"p{p:g}_ms"] = int(highest[min(i, len(highest) - 1)]) / 1000
-        top = int(np.flatnonzero(counts)[-1])
-        return {"count": total, **found, "max_ms": int(highest[top]) / 1000}
+        targets = [max(int(p * total / 100 + 0.5), 1) for p in (50.0, 95.0, 99.0, 100.0)]
+        places = np.minimum(np.searchsorted(cumulative, targets, side="left"), len(counts) - 1)
+        counters = places if at is None else at[places]
+        p50, p95, p99, top = (int(v) / 1000 for v in highest[counters])
+        return {"count": total, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "max_ms": top}

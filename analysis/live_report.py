@@ -91,6 +91,11 @@ class LiveReport:
         self._child: subprocess.Popen[str] | None = None
         self._turn = Semaphore()  # one request on the pipe at a time: its answer is the next line
 
+    def start(self) -> None:
+        """Start the child now (it imports pandas and the report, about a second, in its own
+        process), so that the first judgement of a run is not late by that."""
+        self._ensure()
+
     def _ensure(self) -> subprocess.Popen[str]:
         child = self._child
         if child is None or child.poll() is not None:

@@ -260,6 +260,7 @@ class LiveView:
         self.feed = Feed()
         self.history = History()
         self.run_id: str | None = None
+        self.build_ms_max = 0.0  # what building a payload held the event loop, at most
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self._greenlet: gevent.Greenlet | None = None
 
@@ -285,10 +286,15 @@ class LiveView:
             gevent.sleep(next_tick - time.monotonic())
 
     def tick(self) -> dict[str, Any]:
+        began = time.perf_counter()
         payload = self.build()
         if payload.get("run_id") != self.run_id:
             self.run_id = payload.get("run_id")
             self.history.clear()
+            self.build_ms_max = 0.0
+        took_ms = (time.perf_counter() - began) * 1000
+        self.build_ms_max = max(self.build_ms_max, took_ms)
+        payload["view_ms"] = {"last": round(took_ms, 3), "max": round(self.build_ms_max, 3)}
         point = payload.get("point")
         if point:
             self.history.add(point)

@@ -378,3 +378,18 @@ def test_recent_reads_what_the_histograms_recorded_in_their_last_updates() -> No
     assert recent.describe()["count"] == 1
     recent.update(book)  # nothing new in the last second: the one before still counts
     assert recent.describe(last=1) is None and recent.describe()["count"] == 1
+
+
+def test_recent_reads_the_whole_run_from_the_counts_it_already_has() -> None:
+    from analysis.latency import Recent, describe, merged, new_histogram, record
+
+    book = [new_histogram(), new_histogram()]
+    recent = Recent(span=1)
+    for second in range(3):
+        for i in range(200):
+            record(book[i % 2], 0.5 + second * 10 + i * 0.37)
+        recent.update(book)
+    whole, described = recent.describe_all(), describe(merged(book))
+    assert whole is not None and whole["count"] == described["count"] == 600
+    for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
+        assert whole[key] == described[key], key

@@ -121,6 +121,8 @@ def test_the_live_verdict_is_the_reports_judgement_of_the_run_so_far(start_gatew
         assert payload["stage"]["count"] == 3 and 0 < payload["stage"]["progress"] < 1
         assert payload["load"]["open_model"] and payload["load"]["offered_per_s"] in (10, 50, 100)
         assert payload["history"] and payload["stages"][0]["started_s"] >= 0
+        during = ui.http.get("/report")  # drawn by the live report's process, off the loop
+        assert during.status_code == 200 and "Performance report" in during.text
 
         def ended() -> dict[str, Any] | None:
             return ui.http.get("/suite/live").json()["ended"]
