@@ -15,14 +15,13 @@ so that the web UI's report is drawn off the loop too.
 from __future__ import annotations
 
 import json
-import logging
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("report")
 ROOT = Path(__file__).resolve().parent.parent
 ANSWER_TIMEOUT_S = 120.0  # a day-long run's first judgement (its samples' CSV) takes seconds
 
@@ -60,7 +59,10 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    """The child: answers until its stdin closes."""
+    """The child: answers until its stdin closes. A Ctrl-C at the terminal reaches the whole
+    process group: the parent's handling of it decides when this child ends (it closes the
+    pipe), so the child itself ignores it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import analysis.report  # noqa: F401  (pandas and the report's imports, once, before any request)
 
     for line in sys.stdin:

@@ -64,6 +64,9 @@ def check_start(
                 f"target profile {profile.name!r} does not have"
             )
     host = given.get("host", "")
+    if "host" in form and not host:  # Locust would set the target to "", and load nothing
+        embedded = f" (the embedded gateway is {embedded_url})" if embedded_url else ""
+        return f"the host is empty: give the gateway's URL{embedded}"
     if host:
         try:
             check_target(host, options.allow_remote)

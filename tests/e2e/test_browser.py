@@ -5,10 +5,10 @@ browser downloads are never used) opens `make ui`'s page, picks a scenario from 
 the time scale, clicks Start, sees the stage advance, the live verdict come and the charts
 grow, opens Locust's own page and its Resources tab, stops the run and follows the link to
 the report. The page may reach loopback only (anything else is aborted and fails the test) and
-must log no console error. Screenshots are kept (`ARTIFACTS`, printed). `GET /resources/stream`
-must push an event a second. A quick in-process check of the same endpoints (no browser, no
-load) runs in `make test-fast` too. A missing Chromium or Playwright is a failure, not a skip:
-`.ci/run` installs Chromium, requirements.txt pins Playwright.
+must log no console error. Screenshots are kept (`ARTIFACTS`, printed). Meanwhile
+`GET /resources/stream` must push an event a second. A quick in-process check of the same
+endpoints (no browser, no load) runs in `make test-fast` too. A missing Chromium or Playwright
+is a failure, not a skip: `.ci/run` installs Chromium, requirements.txt pins Playwright.
 """
 
 from __future__ import annotations
@@ -121,6 +121,21 @@ def check_resources_tab(page: Page, url: str) -> None:
     assert changed, f"no figure moved in {CHANGE_TIMEOUT_S:.0f} s"
 
 
+def check_resources_stream(ui: WebUI) -> None:
+    """For external dashboards: the tab's table in Locust's template args, and the gateway's
+    figures pushed once a second."""
+    args = ui.template_args()
+    assert {"key": "resources", "title": "Resources"} in args["extended_tabs"]
+    table = next(t for t in args["extended_tables"] if t["key"] == "resources")
+    assert [c["title"] for c in table["structure"]][:2] == ["Figure", "Current"]
+    content_type, events = read_stream(ui.url, STREAM_S)
+    assert content_type.startswith("text/event-stream"), content_type
+    assert len(events) >= 2, events
+    assert all(e["state"] in ("spawning", "running") for e in events), events
+    assert {"sample", "alerts", "rows"} <= set(events[-1]), events[-1].keys()
+    assert events[-1]["sample"]["t"] > events[0]["sample"]["t"], events
+
+
 @pytest.mark.slow
 def test_a_person_runs_a_scenario_from_the_live_view(start_gateway, tmp_path: Path) -> None:
     assert CHROMIUM.is_file(), f"{CHROMIUM} is missing: apt-get install -y chromium"
@@ -212,6 +227,7 @@ def test_a_person_runs_a_scenario_from_the_live_view(start_gateway, tmp_path: Pa
                 check_resources_tab(other, ui.url)
                 shot(other, "3-locust-resources", shots)
                 other.close()
+                check_resources_stream(ui)
 
                 # Stopped: the verdict, and the report one click away.
                 page.click("#stop")
@@ -241,35 +257,6 @@ def test_a_person_runs_a_scenario_from_the_live_view(start_gateway, tmp_path: Pa
         summary = json.loads((tmp_path / "run" / "summary.json").read_text())
         assert summary["scenario"] == "sessions" and summary["time_scale"] == 0.15
         assert summary["partial"] is True  # stopped from the page before its plan ended
-    finally:
-        ui.close()
-
-
-@pytest.mark.slow
-def test_the_resources_stream_pushes_a_sample_a_second(start_gateway, tmp_path: Path) -> None:
-    gateway = start_gateway("--pairing-delay-s", "0.2")
-    ui = WebUI(gateway.url, tmp_path / "run", tmp_path / "locust.log")
-    try:
-        ui.wait(lambda: ui.http.get("/").status_code == 200, START_TIMEOUT_S, "GET / answers 200")
-        args = ui.template_args()  # the tab and its table, for Locust's React page
-        assert {"key": "resources", "title": "Resources"} in args["extended_tabs"]
-        table = next(t for t in args["extended_tables"] if t["key"] == "resources")
-        assert [c["title"] for c in table["structure"]][:2] == ["Figure", "Current"]
-        started = ui.http.post("/swarm", data={"scenario": "webhooks", "time_scale": "0.1"})
-        assert started.json()["success"], started.text
-        ui.wait(lambda: ui.counted("/api/webhook"), 20, "webhooks counted")
-        ui.wait(
-            lambda: "rss_mb" in ui.http.get("/resources").json()["sample"],
-            20,
-            "a gateway sample in /resources",
-        )
-        content_type, events = read_stream(ui.url, STREAM_S)
-        assert content_type.startswith("text/event-stream"), content_type
-        assert len(events) >= 2, events
-        assert all(e["state"] in ("spawning", "running") for e in events), events
-        assert {"sample", "alerts", "rows"} <= set(events[-1]), events[-1].keys()
-        assert events[-1]["sample"]["t"] > events[0]["sample"]["t"], events
-        assert ui.http.post("/stop").json()["success"]
     finally:
         ui.close()
 

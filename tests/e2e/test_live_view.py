@@ -109,7 +109,7 @@ def test_the_live_verdict_is_the_reports_judgement_of_the_run_so_far(start_gatew
     ui = WebUI(gateway.url, tmp_path / "run", tmp_path / "locust.log")
     try:
         ui.wait(lambda: ui.http.get("/").status_code == 200, START_TIMEOUT_S, "GET / answers")
-        started = ui.http.post("/swarm", data={"scenario": "sessions", "time_scale": "0.15"})
+        started = ui.http.post("/swarm", data={"scenario": "sessions", "time_scale": "0.1"})
         assert started.json()["success"], started.text
 
         def judged() -> dict[str, Any] | None:
@@ -162,6 +162,7 @@ def test_a_start_from_the_form_is_checked_first(start_gateway, tmp_path: Path, m
             "sessions&host=http://192.0.2.1:80": "is not on loopback",
             f"sessions&host=http://127.0.0.1:{free_port()}": "is unreachable",
             "messages": "would send to phone numbers",
+            "sessions&host=": "the host is empty",
         }
         for form, expected in refused.items():
             answer = ui.http.post(
