@@ -27,6 +27,11 @@ BENCH_ARGS ?=
 VERBOSE ?=
 RECIPIENTS ?=
 SYNTHETIC_NUMBERS ?=
+LAST ?= 30
+DIR ?=
+# `make history SCENARIO=... TARGET=...`: filters there, not the defaults the runs use.
+HISTORY_SCENARIO := $(if $(filter command line,$(origin SCENARIO)),$(SCENARIO))
+HISTORY_TARGET := $(if $(filter command line,$(origin TARGET)),$(TARGET))
 SCENARIOS := sessions webhooks messages stress endurance
 # The Node.js gateway of the tests (tests/nodegw): its packages, installed again when its lock
 # changes. `make test` installs them where npm is there; elsewhere its tests skip, saying why.
@@ -47,7 +52,7 @@ endif
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint fmt gateway bench clean ui monitor profile report \
-	master worker all plan-check compare soak nodegw $(SCENARIOS)
+	master worker all plan-check compare soak nodegw history history-import $(SCENARIOS)
 
 help: ## List the targets
 	@grep -E '^[a-z -]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 40
@@ -107,10 +112,17 @@ plan-check: $(STAMP) ## sessions, webhooks and messages at full length: fails un
 	$(BIN)/python -m suite.all --scenarios sessions,webhooks,messages --time-scale 1 --pause 10 \
 		--timeout 600 $(if $(TARGET),--target $(TARGET)) --lang $(REPORT_LANG)
 
-compare: $(STAMP) ## A run against a baseline: BASE=reports/<a> RUN=reports/<b>
+compare: $(STAMP) ## A run against a baseline: BASE=reports/<a> (or BASE=last:7, the history's) RUN=reports/<b>
 	@test -n "$(BASE)" -a -n "$(RUN)" || \
-		(echo "error: make compare BASE=reports/<baseline> RUN=reports/<run>" >&2; exit 2)
-	$(BIN)/python -m analysis.compare "$(BASE)" "$(RUN)"
+		(echo "error: make compare BASE=reports/<baseline>|last:N RUN=reports/<run>" >&2; exit 2)
+	$(if $(filter last:%,$(BASE)),$(BIN)/python -m history.baseline "$(RUN)" --last $(patsubst last:%,%,$(BASE)),$(BIN)/python -m analysis.compare "$(BASE)" "$(RUN)")
+
+history: $(STAMP) ## The run history: reports/history.html and a table (SCENARIO= TARGET= LAST=30, HISTORY_DB=url)
+	$(BIN)/python -m history $(if $(HISTORY_SCENARIO),--scenario $(HISTORY_SCENARIO)) \
+		$(if $(HISTORY_TARGET),--target $(HISTORY_TARGET)) --last $(LAST)
+
+history-import: $(STAMP) ## Record the run folders under DIR (default reports/) into the history
+	$(BIN)/python -m history import $(or $(DIR),reports)
 
 ui: $(STAMP) ## Locust web UI on :8089; choose the scenario there (TARGET=url)
 	$(LOCUST) --web-host 127.0.0.1 --web-port 8089

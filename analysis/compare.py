@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -127,45 +128,73 @@ def _latency(summary: dict[str, Any], key: str | None, p: str) -> float | None:
     return ((entry or {}).get("latency") or {}).get(p)
 
 
-def compare(base: RunData, run: RunData, threshold_pct: float = 20.0) -> list[Change]:
+def _median(values: list[float | None]) -> float | None:
+    known = sorted(v for v in values if v is not None)
+    if not known:
+        return None
+    middle = len(known) // 2
+    return known[middle] if len(known) % 2 else (known[middle - 1] + known[middle]) / 2
+
+
+def compare(
+    base: RunData | Sequence[RunData], run: RunData, threshold_pct: float = 20.0
+) -> list[Change]:
+    """`run` against a baseline: one run, or several (`make compare BASE=last:7`: the last
+    comparable runs of the history), whose figure is then the median of theirs and whose
+    windows, samples and requests are pooled for the same tests: a shift from what those runs
+    did together, by the same rule as against one."""
+    bases = [base] if isinstance(base, RunData) else list(base)
+
+    def median_of(value: Callable[[RunData], float | None]) -> float | None:
+        return _median([value(b) for b in bases])
+
+    def pooled(values: Callable[[RunData], list[float]]) -> list[float]:
+        return [v for b in bases for v in values(b)]
+
     changes: list[Change] = []
     for p in ("50", "95", "99"):
         change = Change(
             f"latency p{p} (overall)",
-            _latency(base.summary, None, f"p{p}_ms"),
+            median_of(lambda b, p=p: _latency(b.summary, None, f"p{p}_ms")),
             _latency(run.summary, None, f"p{p}_ms"),
             "ms",
             "higher",
-            p_value=mann_whitney_p(window_values(base, p), window_values(run, p)),
+            p_value=mann_whitney_p(
+                pooled(lambda b, p=p: window_values(b, p)), window_values(run, p)
+            ),
         )
         changes.append(judge_change(change, threshold_pct, MIN_LATENCY_MS))
-    shared = sorted(
-        set(base.summary.get("requests") or {}) & set(run.summary.get("requests") or {})
-    )
+    shared = set(run.summary.get("requests") or {})
+    for b in bases:
+        shared &= set(b.summary.get("requests") or {})
     overall_p95 = changes[1]
-    for key in shared:
+    for key in sorted(shared):
         if key.startswith("WS "):
             continue
         # The windows mix every request: a request's change is tested by the overall one.
         change = Change(
             f"latency p95 ({key})",
-            _latency(base.summary, key, "p95_ms"),
+            median_of(lambda b, key=key: _latency(b.summary, key, "p95_ms")),
             _latency(run.summary, key, "p95_ms"),
             "ms",
             "higher",
             p_value=overall_p95.p_value,
         )
         changes.append(judge_change(change, threshold_pct, MIN_LATENCY_MS))
-    bt, rt = base.summary.get("totals") or {}, run.summary.get("totals") or {}
+
+    def totals(r: RunData) -> dict[str, Any]:
+        return r.summary.get("totals") or {}
+
+    rt = totals(run)
     errors = Change(
         "error rate (overall)",
-        bt.get("error_rate_pct"),
+        median_of(lambda b: totals(b).get("error_rate_pct")),
         rt.get("error_rate_pct"),
         "%",
         "higher",
         p_value=two_proportions_p(
-            bt.get("failures", 0),
-            bt.get("requests", 0),
+            sum(totals(b).get("failures", 0) for b in bases),
+            sum(totals(b).get("requests", 0) for b in bases),
             rt.get("failures", 0),
             rt.get("requests", 0),
         ),
@@ -173,37 +202,45 @@ def compare(base: RunData, run: RunData, threshold_pct: float = 20.0) -> list[Ch
     changes.append(judge_change(errors, 0.0, MIN_ERROR_POINTS))
     throughput = Change(
         "throughput (requests/s)",
-        bt.get("requests_per_s"),
+        median_of(lambda b: totals(b).get("requests_per_s")),
         rt.get("requests_per_s"),
         "/s",
         "lower",
-        p_value=mann_whitney_p(window_values(base, "requests"), window_values(run, "requests")),
+        p_value=mann_whitney_p(
+            pooled(lambda b: window_values(b, "requests")), window_values(run, "requests")
+        ),
     )
     changes.append(judge_change(throughput, threshold_pct))
-    base_cpu, run_cpu = base.column("cpu_pct"), run.column("cpu_pct")
+
+    def mean_cpu(r: RunData) -> float | None:
+        cpu = r.column("cpu_pct")
+        return round(float(cpu.mean()), 2) if not cpu.empty else None
+
     cpu = Change(
         "gateway CPU, mean (%)",
-        round(float(base_cpu.mean()), 2) if not base_cpu.empty else None,
-        round(float(run_cpu.mean()), 2) if not run_cpu.empty else None,
+        median_of(mean_cpu),
+        mean_cpu(run),
         "%",
         "higher",
-        p_value=mann_whitney_p(list(base_cpu), list(run_cpu)),
+        p_value=mann_whitney_p(
+            pooled(lambda b: list(b.column("cpu_pct"))), list(run.column("cpu_pct"))
+        ),
     )
     changes.append(judge_change(cpu, threshold_pct, 2.0))
-    (base_figure, base_memory), (run_figure, run_memory) = memory_series(base), memory_series(run)
+
+    def peak(r: RunData) -> float | None:
+        memory = memory_series(r)[1]
+        return round(float(memory.max()), 1) if not memory.empty else None
+
+    base_figures = {memory_series(b)[0] for b in bases}
+    run_figure = memory_series(run)[0]
     memory = Change(
-        "gateway memory, peak (MB)",
-        round(float(base_memory.max()), 1) if not base_memory.empty else None,
-        round(float(run_memory.max()), 1) if not run_memory.empty else None,
-        "MB",
-        "higher",
-        tested=False,
+        "gateway memory, peak (MB)", median_of(peak), peak(run), "MB", "higher", tested=False
     )
-    if base_figure != run_figure:
+    if base_figures != {run_figure}:
         # RSS of one process against PSS of a tree (children counted in one run only, say).
-        memory.metric = (
-            f"gateway memory, peak (MB; {base_figure or '-'} against {run_figure or '-'})"
-        )
+        shown = "/".join(sorted(f or "-" for f in base_figures))
+        memory.metric = f"gateway memory, peak (MB; {shown} against {run_figure or '-'})"
         memory.verdict = "not comparable"
         changes.append(memory)
     else:
@@ -216,9 +253,11 @@ def _report(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
-def markdown(base: Path, run: Path, changes: list[Change], threshold_pct: float) -> str:
+def markdown(base: Path | str, run: Path, changes: list[Change], threshold_pct: float) -> str:
+    """`base`: the baseline's folder, or what stands for several (`median of the last 7 ...`)."""
+    against = base.name if isinstance(base, Path) else base
     lines = [
-        f"# {run.name} against {base.name}",
+        f"# {run.name} against {against}",
         "",
         f"Flagged: a change over {threshold_pct:g} % (latency: and over {MIN_LATENCY_MS:g} ms; "
         f"errors: over {MIN_ERROR_POINTS:g} point) that is significant (p < {ALPHA}); "
@@ -258,22 +297,37 @@ def main(argv: list[str] | None = None) -> int:
     if base.scenario != run.scenario:
         print(f"note: comparing {run.scenario} against a {base.scenario} baseline", file=sys.stderr)
     changes = compare(base, run, args.threshold_pct)
+    base_verdict = (_report(args.base).get("verdict") or {}).get("status")
+    return write_comparison(str(args.base), base_verdict, args.run, changes, args.threshold_pct)
+
+
+def write_comparison(
+    base: str,
+    base_verdict: str | None,
+    run: Path,
+    changes: list[Change],
+    threshold_pct: float,
+    heading: Path | str | None = None,
+) -> int:
+    """`compare.json` and `compare.md` into the run's folder, the table on stdout; the exit
+    code: 1 if any change is a regression, else 0. `base` names the baseline (a folder, or
+    `last:7`); `heading` what the title calls it (default: the folder's name)."""
     regressions = [c for c in changes if c.verdict == "regression"]
     result = {
-        "base": str(args.base),
-        "run": str(args.run),
-        "threshold_pct": args.threshold_pct,
+        "base": base,
+        "run": str(run),
+        "threshold_pct": threshold_pct,
         "alpha": ALPHA,
         "verdicts": {
-            "base": (_report(args.base).get("verdict") or {}).get("status"),
-            "run": (_report(args.run).get("verdict") or {}).get("status"),
+            "base": base_verdict,
+            "run": (_report(run).get("verdict") or {}).get("status"),
         },
         "changes": [asdict(c) for c in changes],
         "regressions": [c.metric for c in regressions],
     }
-    (args.run / "compare.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    text = markdown(args.base, args.run, changes, args.threshold_pct)
-    (args.run / "compare.md").write_text(text, encoding="utf-8")
+    (run / "compare.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    text = markdown(heading if heading is not None else Path(base), run, changes, threshold_pct)
+    (run / "compare.md").write_text(text, encoding="utf-8")
     print(text)
     print(f"{len(regressions)} regression(s): {', '.join(result['regressions']) or 'none'}")
     return 1 if regressions else 0

@@ -69,6 +69,7 @@ class RunRecord:
         self.lang = lang
         self.extra: dict[str, Any] = {}  # recovery probe, abort: kept in timeline.json
         self.checkpointed: list[Callable[[], None]] = []  # called after each checkpoint
+        self.written: list[Callable[[Path], None]] = []  # after each report of an ended run
         self.verdict: dict[str, Any] | None = None
         self.unreachable_at: float | None = None
         self.folder: Path | None = None
@@ -254,6 +255,9 @@ class RunRecord:
             return path
         self.verdict = model["verdict"]
         self.unreachable_at = model["run"].get("target_unreachable_from_s")
+        if self.ended_at is not None:
+            for listener in self.written:
+                listener(self.folder)
         return path
 
 

@@ -150,6 +150,7 @@ def build_summary(
         "numbers": run.get("numbers"),
         "profile": run.get("profile"),
         "named_sessions": run.get("named_sessions"),
+        "label": run.get("label"),  # the run history's (--label)
         "stopped_because": run.get("stopped_because"),
         "resources": run.get("resources"),
         "generators": run.get("generators"),

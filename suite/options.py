@@ -233,6 +233,20 @@ def add_options(parser: Any) -> None:
         help="seconds without an answer before a request fails as timed out (default 30)",
     )
     parser.add_argument(
+        "--label",
+        default="",
+        env_var="SUITE_LABEL",
+        help="a label for this run in the run history (e.g. the gateway's version: v2.3.1)",
+    )
+    parser.add_argument(
+        "--history-db",
+        default="",
+        env_var="HISTORY_DB",
+        include_in_web_ui=False,
+        help="the run history's database: a SQLAlchemy URL (postgresql+psycopg://...), "
+        "default sqlite at reports/history.sqlite; 'off' records nothing",
+    )
+    parser.add_argument(
         "--master-timeout",
         type=float,
         default=20.0,

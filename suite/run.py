@@ -167,6 +167,7 @@ class SuiteRun:
             lang=lambda: self.options.lang,
         )
         self.record.checkpointed.append(self.live.judge_soon)
+        self.record.written.append(self.record_history)
         self.view = LiveView(self.live.build)
         self.view.start()
         self._catalog: dict[str, Any] | None = None
@@ -267,6 +268,23 @@ class SuiteRun:
             if not page.is_file():
                 return Response("no report: see the log\n", status=500, mimetype="text/plain")
             return Response(page.read_text(encoding="utf-8"), mimetype="text/html")
+
+    def record_history(self, folder: Path) -> None:
+        """The ended run into the run history (`history/`), as its report was written; a
+        history that cannot be written is said in one line and costs the run nothing."""
+        if self.options.history_db == "off":
+            return
+        from history.entry import EntryError, entry_from_folder
+        from history.store import HistoryError, HistoryStore
+
+        try:
+            store = HistoryStore(self.options.history_db or None)
+            try:
+                store.record(entry_from_folder(folder))
+            finally:
+                store.close()
+        except (EntryError, HistoryError, OSError) as exc:
+            print(f"history: this run was not recorded: {exc}", file=sys.stderr, flush=True)
 
     def form_options(self) -> dict[str, Any]:
         """The web UI form's choices (`GET /suite/options`): read once, the defaults now."""
@@ -540,6 +558,7 @@ class SuiteRun:
         run["numbers"] = self.numbers
         run["profile"] = self.environment.target_profile.name
         run["named_sessions"] = len(self.named_sessions)
+        run["label"] = self.options.label or None
         if self.unready is not None:
             run["stopped_because"] = {"reason": "session_not_ready", **self.unready}
         run["resources"] = self.monitor.summary()

@@ -22,6 +22,9 @@ import pytest
 # The tests' targets are reference gateways and stand-ins on loopback, no phone behind them:
 # every run they start may make numbers up (the test of the refusal takes this away again).
 os.environ["SUITE_SYNTHETIC_NUMBERS"] = "1"
+# The runs tests start are not the user's history (reports/history.sqlite): nothing is recorded
+# unless a test of the history gives its own database.
+os.environ["HISTORY_DB"] = "off"
 
 from gateway.process import GatewayProcess
 

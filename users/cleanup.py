@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gevent.pool
+from gevent.exceptions import InvalidSwitchError
+from greenlet import GreenletExit
 from locust.contrib.fasthttp import FastHttpSession
 from locust.event import EventHook
 
@@ -62,12 +64,20 @@ class SessionCleanup:
         deadline = time.monotonic() + budget_s
         pool = gevent.pool.Pool(CONCURRENT_DELETES)
         sessions, self.sessions = self.sessions, []
-        for session in sessions:
-            if time.monotonic() > deadline:
+        spawned = 0
+        try:
+            for session in sessions:
+                if time.monotonic() > deadline:
+                    self.count("sessions_delete_failed")
+                    continue
+                pool.spawn(self._delete, client, session)
+                spawned += 1
+            pool.join(timeout=max(0.0, deadline - time.monotonic()) + self.timeout_s)
+        except (GreenletExit, InvalidSwitchError):
+            # The run is being torn down (Ctrl-C: Locust kills the stopping users again while
+            # they delete): what was not deleted stays, counted, and the user ends quietly.
+            for _ in sessions[spawned:]:
                 self.count("sessions_delete_failed")
-                continue
-            pool.spawn(self._delete, client, session)
-        pool.join(timeout=max(0.0, deadline - time.monotonic()) + self.timeout_s)
 
     def _delete(self, client: FastHttpSession, session: CreatedSession) -> None:
         request = self.profile.request("delete_session", session.values)

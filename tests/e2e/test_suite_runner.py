@@ -20,6 +20,7 @@ import yaml
 
 from shapes.scenario import CONF_DIR
 from tests.e2e.conftest import ROOT, Run, run_locust
+from tests.e2e.test_web_ui import free_port
 
 PLAN = ["sessions", "webhooks", "messages", "stress", "endurance"]
 
@@ -70,14 +71,30 @@ def compare(base: Run, run: Run) -> tuple[int, dict]:
     return result.returncode, json.loads((run.report_dir / "compare.json").read_text())
 
 
+def against_history(run: Run, last: int, history: str) -> tuple[int, dict]:
+    """`make compare BASE=last:N RUN=...`: the run against the history's last N runs."""
+    result = subprocess.run(
+        [sys.executable, "-m", "history.baseline", str(run.report_dir), "--last", str(last),
+         "--history-db", history],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode, json.loads((run.report_dir / "compare.json").read_text())
+
+
 @pytest.mark.exclusive  # latency thresholds
 @pytest.mark.slow  # ~35 s
 def test_make_compare_flags_a_latency_regression_and_nothing_else(start_gateway, tmp_path):
     scenario = str(steady(tmp_path))
+    history = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    port = free_port()  # every run on one target: the history compares runs of one target
 
     def one(name: str, *gateway_args: str) -> Run:
-        gateway = start_gateway(*gateway_args)
-        run = run_locust(scenario, tmp_path / name, host=gateway.url, timeout=60)
+        gateway = start_gateway("--port", str(port), *gateway_args)
+        run = run_locust(
+            scenario, tmp_path / name, "--history-db", history, host=gateway.url, timeout=60
+        )
+        gateway.stop()
         assert run.returncode in (0, 3), run.explain()
         return run
 
@@ -91,3 +108,11 @@ def test_make_compare_flags_a_latency_regression_and_nothing_else(start_gateway,
     p50 = next(c for c in worse["changes"] if c["metric"] == "latency p50 (overall)")
     assert p50["run"] - p50["base"] >= 15 and p50["p_value"] < 0.01, p50
     assert "regression" in (slow.report_dir / "compare.md").read_text()
+
+    # Against the rolling baseline of the history (the median of the runs before): the same.
+    code, rolling = against_history(slow, 2, history)
+    assert code == 1 and "latency p50 (overall)" in rolling["regressions"], rolling["changes"]
+    assert rolling["base"] == "last:2"
+    code, rolling = against_history(healthy, 7, history)  # only `base` came before it
+    assert code == 0 and rolling["regressions"] == [], rolling["changes"]
+    assert "median of the last 1 comparable runs" in (healthy.report_dir / "compare.md").read_text()
