@@ -61,9 +61,8 @@ def test_a_history_that_cannot_be_written_costs_the_run_one_line(tmp_path: Path)
 
 def test_make_history_import_and_page(tmp_path: Path) -> None:
     runs = tmp_path / "reports"
-    for name in ("a", "b"):
-        run = run_locust("sessions", runs / name, time_scale=0.03)
-        assert run.returncode in (0, 3), run.explain()
+    run = run_locust("sessions", runs / "a", time_scale=0.03)
+    assert run.returncode in (0, 3), run.explain()
     (runs / "not-a-run").mkdir()
     env = {**os.environ, "HISTORY_DB": f"sqlite:///{tmp_path / 'history.sqlite'}"}
     imported = subprocess.run(
@@ -71,7 +70,7 @@ def test_make_history_import_and_page(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
     )  # fmt: skip
     assert imported.returncode == 0, imported.stderr
-    assert "2" in imported.stdout + imported.stderr and "not-a-run" in imported.stderr
+    assert "recorded 1 run" in imported.stdout and "not-a-run" in imported.stderr
     page = tmp_path / "history.html"
     shown = subprocess.run(
         [sys.executable, "-m", "history", "--scenario", "sessions", "--out", str(page)],
