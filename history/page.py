@@ -340,6 +340,15 @@ def templates() -> Environment:
     )
 
 
+def write_page(path: Path, template: str, **values: object) -> Path:
+    """One of the history's pages, rendered from `template` with `values`, at `path`."""
+    generated = when(dt.datetime.now(dt.UTC).timestamp(), seconds=True)
+    html = templates().get_template(template).render(generated=generated, **values)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
 def render_page(
     entries: list[RunEntry], trends: list[Trend], title: str, out: Path, root: Path
 ) -> Path:
@@ -354,28 +363,22 @@ def render_page(
     runs = sorted(entries, key=lambda e: e.started_at)
     links = {id(e): report_link(e, Path(root)) for e in runs}
     names = key_figures(runs)
-    html = (
-        templates()
-        .get_template("history.html.j2")
-        .render(
-            title=title,
-            facts=header_facts(runs),
-            mixed=mixed(runs),
-            drift=drift_summary(trends),
-            flagged=[(t, anchor_of(t.figure)) for t in trends if t.flagged],
-            judged=any(t.judged for t in trends),
-            charts=[build_run_chart(t, runs, links) for t in trends],
-            colors=VERDICT_COLORS,
-            columns=[(KEY_FIGURES[n], n) for n in names],
-            rows=run_rows(runs, links, names),
-            alpha=ALPHA,
-            min_runs=MIN_RUNS,
-            generated=when(dt.datetime.now(dt.UTC).timestamp(), seconds=True),
-        )
+    return write_page(
+        path,
+        "history.html.j2",
+        title=title,
+        facts=header_facts(runs),
+        mixed=mixed(runs),
+        drift=drift_summary(trends),
+        flagged=[(t, anchor_of(t.figure)) for t in trends if t.flagged],
+        judged=any(t.judged for t in trends),
+        charts=[build_run_chart(t, runs, links) for t in trends],
+        colors=VERDICT_COLORS,
+        columns=[(KEY_FIGURES[n], n) for n in names],
+        rows=run_rows(runs, links, names),
+        alpha=ALPHA,
+        min_runs=MIN_RUNS,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
-    return path
 
 
 def text_table(header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
@@ -429,16 +432,4 @@ def render_index(series_list: list[Series], title: str, out: Path) -> Path:
     """`history.html` when the history holds several series: each one's drift and a link to
     its own page (trends across unlike runs would mean nothing)."""
     path = page_path(Path(out))
-    html = (
-        templates()
-        .get_template("index.html.j2")
-        .render(
-            title=title,
-            series=series_list,
-            colors=VERDICT_COLORS,
-            generated=when(dt.datetime.now(dt.UTC).timestamp(), seconds=True),
-        )
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
-    return path
+    return write_page(path, "index.html.j2", title=title, series=series_list, colors=VERDICT_COLORS)
