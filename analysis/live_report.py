@@ -8,6 +8,11 @@ a child process (`python -m analysis.live_report`), one JSON request a line on i
 JSON answer a line on its stdout; the parent waits on the pipe cooperatively (gevent), and
 asks again only once the last answer is in.
 
+The child runs at the lowest CPU priority (nice 19): on a core the load needs, it takes what
+the load leaves. Its start alone (pandas and the report's imports) is seconds of CPU on a slow
+machine, and at equal priority it took a third of a saturated generator's core for the first
+seconds of a run (docs/benchmarks.md); a verdict a few seconds late costs the run nothing.
+
 The child also renders the report on request (`render: true`: `GET /report` during a run),
 so that the web UI's report is drawn off the loop too.
 """
@@ -15,6 +20,7 @@ so that the web UI's report is drawn off the loop too.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -63,6 +69,7 @@ def main() -> int:
     process group: the parent's handling of it decides when this child ends (it closes the
     pipe), so the child itself ignores it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(19)  # after the load's greenlets, never before them
     import analysis.report  # noqa: F401  (pandas and the report's imports, once, before any request)
 
     for line in sys.stdin:

@@ -3,7 +3,8 @@
 Every generator runs pinned to `CLIENT_CPU` (`taskset`), against a target pinned to the other
 core, over loopback. A generator is measured from outside, the same way for all: once the
 target sees traffic and a second of warm-up has passed, the requests the target served and
-the CPU time the generator's process used are read at the start and the end of a steady
+the CPU time the generator's processes used (its children too: the suite's judging process)
+are read at the start and the end of a steady
 window. Requests per CPU-second is then what one core of that generator can do, whether or
 not it saturated its core. The generator is then stopped as Ctrl-C would (SIGINT: the suite
 and Locust still write their reports): the rest of its planned run would only cost time.
@@ -20,6 +21,7 @@ The generators:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -98,9 +100,9 @@ def measure(
             time.sleep(0.05)
         time.sleep(settle_s)
         watched = psutil.Process(process.pid)
-        cpu0, count0, t0 = _cpu(watched), served(), time.monotonic()
+        cpu0, count0, t0 = _tree_cpu(watched), served(), time.monotonic()
         time.sleep(window_s)
-        cpu1, count1, t1 = _cpu(watched), served(), time.monotonic()
+        cpu1, count1, t1 = _tree_cpu(watched), served(), time.monotonic()
         rss_mb = watched.memory_info().rss / 2**20
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -109,12 +111,28 @@ def measure(
         if process.poll() is None:
             process.kill()
             process.wait()
-    return Measured((count1 - count0) / (t1 - t0), (cpu1 - cpu0) / (t1 - t0), rss_mb, output)
+    return Measured((count1 - count0) / (t1 - t0), _spent(cpu0, cpu1) / (t1 - t0), rss_mb, output)
 
 
 def _cpu(process: psutil.Process) -> float:
     times = process.cpu_times()
     return times.user + times.system
+
+
+def _tree_cpu(process: psutil.Process) -> dict[int, float]:
+    """The CPU time of the process and of each of its descendants, by pid."""
+    times = {process.pid: _cpu(process)}
+    for child in process.children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # ended meanwhile
+            times[child.pid] = _cpu(child)
+    return times
+
+
+def _spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two readings of a process tree: a process new in the second
+    began within the window (all of its time counts); one gone from it ended there (what it
+    spent in the window is lost, a few ms of a child that lived seconds)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 # --- the generators' commands ---------------------------------------------------------------
