@@ -70,26 +70,49 @@ def _json_value(value: Any) -> str:
 def compile_json(template: Any) -> Filler:
     """`json.dumps(fill(template, values))`, with the template's constant parts encoded once:
     the same JSON text, written for every request the generator sends without building the
-    dict and walking it again."""
+    dict and walking it again. The template is flattened into constant text and the values
+    between, joined once per request (one join, not one per nested object)."""
+    pieces = _merged(_json_pieces(template))
+    if len(pieces) == 1:
+        text = pieces[0]
+        return lambda _: text
+    first = pieces[0]
+    pairs = list(zip(pieces[1::2], pieces[2::2], strict=True))  # (filler, literal after it)
+    return lambda values: first + "".join([filler(values) + text for filler, text in pairs])
+
+
+def _json_pieces(template: Any) -> list[str | Filler]:
+    """The JSON text of `template` as constant strings and fillers of the values."""
     if isinstance(template, str):
         whole = PLACEHOLDER.fullmatch(template)
         if whole:
             name = whole.group(1)
-            return lambda values: _json_value(values[name])
+            return [lambda values: _json_value(values[name])]
         if not PLACEHOLDER.search(template):
-            text = _json_value(template)
-            return lambda _: text
+            return [_json_value(template)]
         filler = compile_template(template)
-        return lambda values: _encode_string(filler(values))
-    if isinstance(template, dict | list):
-        if isinstance(template, dict):
-            parts = [(_encode_string(str(k)) + ":", compile_json(v)) for k, v in template.items()]
-            opening, closing = "{", "}"
+        return [lambda values: _encode_string(filler(values))]
+    if isinstance(template, dict):
+        pieces: list[str | Filler] = ["{"]
+        for index, (key, value) in enumerate(template.items()):
+            pieces += [("," if index else "") + _encode_string(str(key)) + ":"]
+            pieces += _json_pieces(value)
+        return [*pieces, "}"]
+    if isinstance(template, list):
+        pieces = ["["]
+        for index, item in enumerate(template):
+            pieces += [","] if index else []
+            pieces += _json_pieces(item)
+        return [*pieces, "]"]
+    return [_json_value(template)]
+
+
+def _merged(pieces: list[str | Filler]) -> list[Any]:
+    """Adjacent constants joined, so that the list alternates: text, filler, text, ..., text."""
+    merged: list[Any] = [""]
+    for piece in pieces:
+        if isinstance(piece, str):
+            merged[-1] += piece
         else:
-            parts = [("", compile_json(item)) for item in template]
-            opening, closing = "[", "]"
-        return lambda values: (
-            opening + ",".join([prefix + filler(values) for prefix, filler in parts]) + closing
-        )
-    text = _json_value(template)
-    return lambda _: text
+            merged += [piece, ""]
+    return merged
