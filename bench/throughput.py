@@ -26,8 +26,10 @@ dropped in any moment of the window, so every slow moment of the machine must fi
 the headroom left; and a generator paced below its full speed spends more CPU per request
 than flat out (docs/benchmarks.md), Locust's own pacing as much as the engine.
 
-Targets (issue #9): the closed model at least 90 % of plain FastHttpUser's requests per
-CPU-second, the arrival engine at least 75 %. The results replace the "throughput" section of
+Targets (issue #21; #9's were 90 % and 75 %): the closed model at least 95 % of plain
+FastHttpUser's requests per CPU-second, the arrival engine's highest held rate at least plain
+FastHttpUser's saturated rate. A generator's CPU counts its child processes (the suite's
+judging process). The results replace the "throughput" section of
 docs/benchmarks.md.
 """
 
@@ -50,12 +52,12 @@ from bench.machine import describe_machine, replace_section, spread
 from bench.nginx import Nginx
 
 CONNECTIONS = 64
-LADDER = (0.6, 0.75, 0.9, 1.0)  # 0.75: the target itself
+LADDER = (0.6, 0.75, 0.9, 1.0)  # 1.0: the target itself
 BELOW_LADDER = (0.5, 0.4, 0.3, 0.2)
 POOL = 256
 RAMP_S = 2.0  # the arrival rate ramps up from a tenth over this, then the window is measured
 SLACK_S = 4.0  # a generator runs this much longer than its window (start, warm-up, margin)
-CLOSED_TARGET, ARRIVALS_TARGET = 0.90, 0.75
+CLOSED_TARGET, ARRIVALS_TARGET = 0.95, 1.0  # issue #21
 CLOSED = "suite, closed model (WebhookSender)"
 PLAIN = "plain Locust FastHttpUser"
 OVERLOADED = "suite, arrival engine, overloaded (pool 64): served"
