@@ -328,3 +328,20 @@ def test_the_polling_greenlet_notes_stages_and_stop_ends_the_last() -> None:
     stage = timeline.stages[0]
     assert before - 2.0 <= stage["started"] <= after - 2.0
     assert stage["ended"] == before + 100.0
+
+
+def test_a_late_request_in_a_compacted_window_is_counted_and_the_newest_still_found() -> None:
+    """The newest window is remembered between requests; a window compacted meanwhile (older
+    than `compact_after_s`) still takes a late request, and each count lands where it is due."""
+    windows = Windows(width_s=1.0, compact_after_s=30.0)
+    windows.record(0.5, 10.0, False)
+    windows.record(0.7, 20.0, True)
+    windows.record(40.2, 30.0, False)  # compacts window 0
+    windows.record(0.9, 40.0, False)  # late, into the compacted one
+    windows.record(40.4, 50.0, True)  # the newest again
+    first, newest = windows.windows[0], windows.windows[40]
+    assert (first.requests, first.failures, first.histogram.get_total_count()) == (3, 1, 3)
+    assert (newest.requests, newest.failures, newest.histogram.get_total_count()) == (2, 1, 2)
+    windows.reset(1.0)
+    windows.record(40.5, 1.0, False)
+    assert windows.windows[40].requests == 1  # nothing of the run before the reset
