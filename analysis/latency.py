@@ -144,11 +144,11 @@ class LatencyBook:
         # Every request of the run passes here: the clamp is inlined and a closed model's
         # latency (no lateness) is the service time's value, not computed twice.
         pair = self.histograms.get(key) or self._pair(key)
-        service_us = min(HIGHEST_US, max(LOWEST_US, round(service_ms * 1000)))
-        record_us(pair["service"], service_us)
+        service_us = latency_us = min(HIGHEST_US, max(LOWEST_US, round(service_ms * 1000)))
         if lateness_ms:
-            service_us = min(HIGHEST_US, max(LOWEST_US, round((service_ms + lateness_ms) * 1000)))
-        record_us(pair["latency"], service_us)
+            latency_us = min(HIGHEST_US, max(LOWEST_US, round((service_ms + lateness_ms) * 1000)))
+        record_us(pair["service"], service_us)
+        record_us(pair["latency"], latency_us)
 
     def keys(self) -> list[str]:
         return sorted(self.histograms)
