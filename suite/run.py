@@ -167,6 +167,7 @@ class SuiteRun:
             lang=lambda: self.options.lang,
         )
         self.record.checkpointed.append(self.live.judge_soon)
+        self.history_unrecorded: Path | None = None  # the run whose failure to record was said
         self.record.written.append(self.record_history)
         self.view = LiveView(self.live.build)
         self.view.start()
@@ -271,7 +272,11 @@ class SuiteRun:
 
     def record_history(self, folder: Path) -> None:
         """The ended run into the run history (`history/`), as its report was written; a
-        history that cannot be written is said in one line and costs the run nothing."""
+        history that cannot be written is said in one line and costs the run nothing.
+
+        An ended run's report can be written twice (a second after it stops, once more at
+        exit, when stopping took longer than that): each write records the run again, replacing
+        its row with the newer data, and a failure is said once a run."""
         if self.options.history_db == "off":
             return
         from history.entry import EntryError, entry_from_folder
@@ -284,7 +289,9 @@ class SuiteRun:
             finally:
                 store.close()
         except (EntryError, HistoryError, OSError) as exc:
-            print(f"history: this run was not recorded: {exc}", file=sys.stderr, flush=True)
+            if self.history_unrecorded != folder:
+                self.history_unrecorded = folder
+                print(f"history: this run was not recorded: {exc}", file=sys.stderr, flush=True)
 
     def form_options(self) -> dict[str, Any]:
         """The web UI form's choices (`GET /suite/options`): read once, the defaults now."""

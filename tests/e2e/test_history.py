@@ -15,6 +15,7 @@ import pytest
 
 from history.store import HistoryStore
 from tests.e2e.conftest import ROOT, locust_command, run_locust
+from tests.e2e.test_web_ui import WebUI
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +58,31 @@ def test_a_history_that_cannot_be_written_costs_the_run_one_line(tmp_path: Path)
     assert len(lines) == 1 and "not recorded" in lines[0], run.stderr[-2000:]
     assert "s3cret" not in run.stderr and "Traceback" not in run.stderr
     assert (tmp_path / "run" / "report.html").is_file()
+
+
+def test_a_run_the_web_ui_reports_twice_says_its_unwritable_history_once(
+    start_gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The web UI's process outlives its run: the report of the ended run is written a second
+    after it stops and again when the process quits (as a headless run's is when its stopping
+    takes longer than that), and each write records the run."""
+    monkeypatch.setenv("HISTORY_DB", "postgresql+psycopg://suite:s3cret@127.0.0.1:1/nowhere")
+    gateway = start_gateway("--pairing-delay-s", "0.2")
+    ui = WebUI(gateway.url, tmp_path / "run", tmp_path / "locust.log")
+    try:
+        ui.wait(lambda: ui.http.get("/").status_code == 200, 60, "GET / answers")
+        started = ui.http.post("/swarm", data={"scenario": "sessions", "time_scale": "0.03"})
+        assert started.json()["success"], started.text
+        ui.wait(lambda: "history:" in ui.output.read_text(), 60, "the ended run recorded")
+        time.sleep(1.5)
+        ui.proc.send_signal(signal.SIGINT)
+        ui.proc.wait(60)
+    finally:
+        ui.close()
+    output = ui.output.read_text()
+    lines = [line for line in output.splitlines() if "history:" in line]
+    assert len(lines) == 1 and "not recorded" in lines[0], output[-2000:]
+    assert "s3cret" not in output and "Traceback" not in output
 
 
 def test_make_history_import_and_page(tmp_path: Path) -> None:
