@@ -8,10 +8,16 @@ a child process (`python -m analysis.live_report`), one JSON request a line on i
 JSON answer a line on its stdout; the parent waits on the pipe cooperatively (gevent), and
 asks again only once the last answer is in.
 
-The child runs at the lowest CPU priority (nice 19): on a core the load needs, it takes what
-the load leaves. Its start alone (pandas and the report's imports) is seconds of CPU on a slow
-machine, and at equal priority it took a third of a saturated generator's core for the first
-seconds of a run (docs/benchmarks.md); a verdict a few seconds late costs the run nothing.
+The child costs the load as little as it can. It starts before the load: its start alone
+(pandas and the report's imports) is a second of CPU here and seconds on a slow machine, and
+at equal priority, started with the load, it took a third of a saturated generator's core for
+the first seconds of a run (docs/benchmarks.md); a headless run waits for it to be `ready()`
+before the load begins (the web UI's process starts it long before anyone clicks). And it runs
+at a lower CPU priority (nice +10): on a core the load needs, a judgement (a tenth of a second
+on a short run, seconds on a day-long one) gets about a tenth of the core, so the load keeps
+its timing and the verdict comes a little later. Not the lowest (+19: about 1.5 %): on a
+machine the load saturates the live verdict and the report of `GET /report` would then take
+minutes, not seconds.
 
 The child also renders the report on request (`render: true`: `GET /report` during a run),
 so that the web UI's report is drawn off the loop too.
@@ -30,6 +36,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSWER_TIMEOUT_S = 120.0  # a day-long run's first judgement (its samples' CSV) takes seconds
+READY_TIMEOUT_S = 30.0  # a headless run waits no longer for the child before its load begins
+NICENESS = 10  # added to the parent's: see the module's docstring
 
 
 def brief(model: dict[str, Any]) -> dict[str, Any]:
@@ -55,6 +63,8 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
     from analysis.report import build_report, criteria_for, write_report
     from analysis.run_data import load_run
 
+    if request.get("ready"):  # answered once the imports are done: the child is ready
+        return {"ok": True}
     folder = Path(request["folder"])
     began = time.perf_counter()
     if request.get("render"):
@@ -69,7 +79,7 @@ def main() -> int:
     process group: the parent's handling of it decides when this child ends (it closes the
     pipe), so the child itself ignores it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.nice(19)  # after the load's greenlets, never before them
+    os.nice(NICENESS)
     import analysis.report  # noqa: F401  (pandas and the report's imports, once, before any request)
 
     for line in sys.stdin:
@@ -99,15 +109,39 @@ class LiveReport:
 
         self._child: subprocess.Popen[str] | None = None
         self._turn = Semaphore()  # one request on the pipe at a time: its answer is the next line
+        self._ready_unread = False  # asked if it is ready, and not yet answered (`ready()`)
 
     def start(self) -> None:
         """Start the child now (it imports pandas and the report, about a second, in its own
         process), so that the first judgement of a run is not late by that."""
         self._ensure()
 
+    def ready(self, timeout_s: float = READY_TIMEOUT_S) -> bool:
+        """Wait until the child has started (its imports done), at most `timeout_s`: a headless
+        run calls it before its load begins, so that the child's start does not take CPU from
+        the load. False if it is not ready by then: the child goes on starting, and the first
+        verdict is late by the rest of its start."""
+        import gevent
+
+        with self._turn:
+            try:
+                child = self._ensure()
+                assert child.stdin is not None and child.stdout is not None
+                if not self._ready_unread:
+                    child.stdin.write(json.dumps({"ready": True}) + "\n")
+                    child.stdin.flush()
+                    self._ready_unread = True
+                with gevent.Timeout(timeout_s, False):
+                    self._ready_unread = not child.stdout.readline()
+                    return not self._ready_unread
+            except OSError:
+                self.close()
+            return False
+
     def _ensure(self) -> subprocess.Popen[str]:
         child = self._child
         if child is None or child.poll() is not None:
+            self._ready_unread = False
             child = self._child = subprocess.Popen(
                 [sys.executable, "-m", "analysis.live_report"],
                 cwd=ROOT,
@@ -132,6 +166,8 @@ class LiveReport:
             child.stdin.write(json.dumps(request) + "\n")
             child.stdin.flush()
             with gevent.Timeout(ANSWER_TIMEOUT_S):
+                if self._ready_unread:  # the answer to `ready()` comes first
+                    self._ready_unread = not child.stdout.readline()
                 line = child.stdout.readline()
         except (OSError, gevent.Timeout) as exc:
             self.close()

@@ -67,6 +67,7 @@ class RunLive:
         abort_criteria: Callable[[], list[Criterion]],
         partial: Callable[[], bool] = lambda: False,
         lang: Callable[[], str] = lambda: "en",
+        report: LiveReport | None = None,
     ) -> None:
         self.environment = environment
         self.shape = shape
@@ -77,7 +78,7 @@ class RunLive:
         self.abort_criteria = abort_criteria
         self.partial = partial
         self.lang = lang
-        self.report = LiveReport()
+        self.report = report or LiveReport()
         self.report.start()
         self._judging: gevent.Greenlet | None = None
         self.reset()

@@ -11,6 +11,7 @@ on stderr and exit code 2 (`UsageError`), not a traceback in the middle of a run
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import sys
@@ -29,6 +30,7 @@ from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRu
 from analysis.counters import RunCounters
 from analysis.criteria import CriteriaError, CriteriaFile, is_metric, load_criteria
 from analysis.live_judge import LiveJudge
+from analysis.live_report import LiveReport
 from analysis.recorder import RequestRecorder
 from analysis.run_record import RunRecord, default_report_dir
 from analysis.timeline import StageTimeline, window_width_for
@@ -125,6 +127,9 @@ class SuiteRun:
             # loading the target for a minute.
             locust.runners.MASTER_HEARTBEAT_TIMEOUT = self.options.master_timeout
             return
+        # Started first: its imports run while the target is prepared (see `ready()` below).
+        judging = LiveReport()
+        judging.start()
         if environment.web_ui is not None:
             self.check_web_port()  # before the embedded gateway starts
         self.prepare_target()
@@ -165,6 +170,7 @@ class SuiteRun:
             lambda: self.judge.criteria,
             partial=lambda: self.partial,
             lang=lambda: self.options.lang,
+            report=judging,
         )
         self.record.checkpointed.append(self.live.judge_soon)
         self.history_unrecorded: Path | None = None  # the run whose failure to record was said
@@ -195,6 +201,12 @@ class SuiteRun:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 gevent.signal_handler(signum, lambda: main.throw(KeyboardInterrupt))
             print_progress(environment, self.shape.describe, self.view)
+            # The load begins when this hook returns: the live verdict's process is started by
+            # then, its imports' CPU not taken from the load's first seconds.
+            if not judging.ready():
+                logging.getLogger("report").info(
+                    "the live verdict's process is still starting: the load begins anyway"
+                )
 
     def check_web_port(self) -> None:
         """The web UI binds after this hook: a busy port is a usage error now, not a traceback
