@@ -16,8 +16,8 @@ import itertools
 import math
 from typing import Literal
 
-from shapes.stages import VUStage
 from shapes.timetable import ArrivalPhase
+from shapes.vu_stages import VUStage
 
 Curve = Literal["flat", "diurnal"]
 

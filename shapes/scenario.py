@@ -27,8 +27,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shapes.endurance import endurance_phases, endurance_stages
-from shapes.stages import VUStage, VUStages
 from shapes.timetable import ArrivalPhase, Timetable
+from shapes.vu_stages import VUStage, VUStages
 from suite.validation import first_problem
 
 if TYPE_CHECKING:

@@ -97,6 +97,11 @@ class SuiteRun:
         self.classes = user_classes
         self.options = environment.parsed_options
         self.runner = environment.runner
+        # The live verdict's process, started first: its imports run while this process loads
+        # the scenario and prepares the target (see `ready()` below). Workers do not judge.
+        judging = None if isinstance(self.runner, WorkerRunner) else LiveReport()
+        if judging is not None:
+            judging.start()
         self.gateway: GatewayProcess | None = None
         self.shape: ScenarioShape | None = None
         self.profiler: ProfilerProcess | None = None
@@ -127,9 +132,7 @@ class SuiteRun:
             # loading the target for a minute.
             locust.runners.MASTER_HEARTBEAT_TIMEOUT = self.options.master_timeout
             return
-        # Started first: its imports run while the target is prepared (see `ready()` below).
-        judging = LiveReport()
-        judging.start()
+        assert judging is not None  # not a worker
         if environment.web_ui is not None:
             self.check_web_port()  # before the embedded gateway starts
         self.prepare_target()
