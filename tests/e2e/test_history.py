@@ -71,7 +71,7 @@ def test_a_run_the_web_ui_reports_twice_says_its_unwritable_history_once(
     ui = WebUI(gateway.url, tmp_path / "run", tmp_path / "locust.log")
     try:
         ui.wait(lambda: ui.http.get("/").status_code == 200, 60, "GET / answers")
-        started = ui.http.post("/swarm", data={"scenario": "sessions", "time_scale": "0.03"})
+        started = ui.http.post("/swarm", data={"scenario": "sessions", "time_scale": "0.01"})
         assert started.json()["success"], started.text
         ui.wait(lambda: "history:" in ui.output.read_text(), 60, "the ended run recorded")
         time.sleep(1.5)
