@@ -208,7 +208,8 @@ class SuiteRun:
             # then, its imports' CPU not taken from the load's first seconds.
             if not judging.ready():
                 logging.getLogger("report").info(
-                    "the live verdict's process is still starting: the load begins anyway"
+                    "the live verdict's process is not ready (still starting, or ended): "
+                    "the load begins anyway"
                 )
 
     def check_web_port(self) -> None:
