@@ -98,7 +98,6 @@ class Windows:
         self.windows: dict[int, Window] = {}
         self._live: set[int] = set()
         self._newest = -math.inf
-        self._last: tuple[float, Window | None] = (math.nan, None)
 
     def __bool__(self) -> bool:
         return bool(self.windows)
@@ -108,12 +107,6 @@ class Windows:
         self.windows.clear()
         self._live.clear()
         self._newest = -math.inf
-        self._last = (math.nan, None)
-
-    def _remember(self, index: int) -> Window:
-        window = self._window(index)
-        self._last = (index, window)
-        return window
 
     def _window(self, index: int) -> Window:
         window = self.windows.get(index)
@@ -130,13 +123,9 @@ class Windows:
         for index in [i for i in self._live if i < oldest_live]:
             self.windows[index].compact()
             self._live.discard(index)
-            if index == self._last[0]:
-                self._last = (math.nan, None)
 
     def record(self, due: float, latency_ms: float, failed: bool) -> None:
-        index = math.floor(due / self.width_s)
-        # Nearly every request lands in the newest window: it is found without a lookup.
-        window = self._last[1] if self._last[0] == index else self._remember(index)
+        window = self._window(math.floor(due / self.width_s))
         window.requests += 1
         window.failures += failed
         record_us(window.histogram, min(HIGHEST_US, max(LOWEST_US, round(latency_ms * 1000))))

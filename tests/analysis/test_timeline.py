@@ -331,8 +331,8 @@ def test_the_polling_greenlet_notes_stages_and_stop_ends_the_last() -> None:
 
 
 def test_a_late_request_in_a_compacted_window_is_counted_and_the_newest_still_found() -> None:
-    """The newest window is remembered between requests; a window compacted meanwhile (older
-    than `compact_after_s`) still takes a late request, and each count lands where it is due."""
+    """A window compacted meanwhile (older than `compact_after_s`) still takes a late request,
+    the newest goes on counting, and each count lands where it is due."""
     windows = Windows(width_s=1.0, compact_after_s=30.0)
     windows.record(0.5, 10.0, False)
     windows.record(0.7, 20.0, True)
