@@ -63,8 +63,6 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
     from analysis.report import build_report, criteria_for, write_report
     from analysis.run_data import load_run
 
-    if request.get("ready"):  # answered once the imports are done: the child is ready
-        return {"ok": True}
     folder = Path(request["folder"])
     began = time.perf_counter()
     if request.get("render"):
@@ -82,6 +80,8 @@ def main() -> int:
     os.nice(NICENESS)
     import analysis.report  # noqa: F401  (pandas and the report's imports, once, before any request)
 
+    sys.stdout.write(json.dumps({"ok": True, "ready": True}) + "\n")  # its first line, unasked
+    sys.stdout.flush()
     for line in sys.stdin:
         try:
             reply = answer(json.loads(line))
@@ -109,7 +109,7 @@ class LiveReport:
 
         self._child: subprocess.Popen[str] | None = None
         self._turn = Semaphore()  # one request on the pipe at a time: its answer is the next line
-        self._ready_unread = False  # asked if it is ready, and not yet answered (`ready()`)
+        self._ready_unread = False  # the child's first line, "ready", not read yet
 
     def start(self) -> None:
         """Start the child now (it imports pandas and the report, about a second, in its own
@@ -124,24 +124,17 @@ class LiveReport:
         import gevent
 
         with self._turn:
-            try:
-                child = self._ensure()
-                assert child.stdin is not None and child.stdout is not None
-                if not self._ready_unread:
-                    child.stdin.write(json.dumps({"ready": True}) + "\n")
-                    child.stdin.flush()
-                    self._ready_unread = True
-                with gevent.Timeout(timeout_s, False):
+            child = self._ensure()
+            assert child.stdout is not None
+            with gevent.Timeout(timeout_s, False):
+                if self._ready_unread:
                     self._ready_unread = not child.stdout.readline()
-                    return not self._ready_unread
-            except OSError:
-                self.close()
-            return False
+            return not self._ready_unread and child.poll() is None
 
     def _ensure(self) -> subprocess.Popen[str]:
         child = self._child
         if child is None or child.poll() is not None:
-            self._ready_unread = False
+            self._ready_unread = True
             child = self._child = subprocess.Popen(
                 [sys.executable, "-m", "analysis.live_report"],
                 cwd=ROOT,
@@ -166,7 +159,7 @@ class LiveReport:
             child.stdin.write(json.dumps(request) + "\n")
             child.stdin.flush()
             with gevent.Timeout(ANSWER_TIMEOUT_S):
-                if self._ready_unread:  # the answer to `ready()` comes first
+                if self._ready_unread:  # its "ready" comes before any answer
                     self._ready_unread = not child.stdout.readline()
                 line = child.stdout.readline()
         except (OSError, gevent.Timeout) as exc:

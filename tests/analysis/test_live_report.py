@@ -52,8 +52,8 @@ print(json.dumps(seen))
 
 
 def test_a_judgement_asked_before_the_child_is_ready_gets_its_own_answer(tmp_path: Path) -> None:
-    """`ready()` that gives up leaves its question on the pipe: the next request's answer is
-    the one after it, not the readiness's."""
+    """A `ready()` that gives up leaves the child's "ready" line on the pipe: the next
+    request's answer is the one after it."""
     done = subprocess.run(
         [sys.executable, "-c", GIVING_UP, str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
