@@ -12,12 +12,12 @@ The child costs the load as little as it can. It starts before the load: its sta
 (pandas and the report's imports) is a second of CPU here and seconds on a slow machine, and
 at equal priority, started with the load, it took a third of a saturated generator's core for
 the first seconds of a run (docs/benchmarks.md); a headless run waits for it to be `ready()`
-before the load begins (the web UI's process starts it long before anyone clicks). And it runs
-at a lower CPU priority (nice +10): on a core the load needs, a judgement (a tenth of a second
-on a short run, seconds on a day-long one) gets about a tenth of the core, so the load keeps
-its timing and the verdict comes a little later. Not the lowest (+19: about 1.5 %): on a
-machine the load saturates the live verdict and the report of `GET /report` would then take
-minutes, not seconds.
+(its first line, written unasked once its imports are done) before the load begins (the web
+UI's process starts it long before anyone clicks). And it runs at a lower CPU priority (nice
++10): on a core the load needs, a judgement (a tenth of a second on a short run, seconds on a
+day-long one) gets about a tenth of the core, so the load keeps its timing and the verdict
+comes a little later. Not the lowest (+19: about 1.5 %): on a machine the load saturates the
+live verdict and the report of `GET /report` would then take minutes, not seconds.
 
 The child also renders the report on request (`render: true`: `GET /report` during a run),
 so that the web UI's report is drawn off the loop too.
