@@ -80,16 +80,29 @@ def main() -> int:
     os.nice(NICENESS)
     import analysis.report  # noqa: F401  (pandas and the report's imports, once, before any request)
 
-    sys.stdout.write(json.dumps({"ok": True, "ready": True}) + "\n")  # its first line, unasked
-    sys.stdout.flush()
+    if not _say({"ok": True, "ready": True}):  # its first line, unasked
+        return 0
     for line in sys.stdin:
         try:
             reply = answer(json.loads(line))
         except Exception as exc:  # the run's files mid-write, a disk full: said, not fatal
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        if not _say(reply):
+            return 0
+    return 0
+
+
+def _say(reply: dict[str, Any]) -> bool:
+    """One line to the parent; False if the parent is gone (a usage error ended it before the
+    child's imports were done, or a kill): then there is no one to tell, and nothing to say on
+    the terminal either."""
+    try:
         sys.stdout.write(json.dumps(reply, default=_plain) + "\n")
         sys.stdout.flush()
-    return 0
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush too
+        return False
+    return True
 
 
 def _plain(value: Any) -> Any:
